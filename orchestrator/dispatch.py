@@ -1,0 +1,36 @@
+"""What the engine asks its transport to send. The engine never imports a transport: the
+Celery adapter lives in `workers/`, an in-process one in `orchestrator.testing`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class StepDispatch:
+    """Run a remote step: publish `task(run_id, step)`."""
+
+    run_id: str
+    step: str
+    task: str
+
+
+@dataclass(frozen=True)
+class PassDispatch:
+    """Run an orchestrator pass of the run, at `eta` if given (a short timer)."""
+
+    run_id: str
+    workflow: str
+    eta: datetime | None = None
+
+
+Dispatch = StepDispatch | PassDispatch
+
+
+class Dispatcher(Protocol):
+    def dispatch(self, messages: Sequence[Dispatch]) -> None:
+        """Publish each message; may raise if the broker is unreachable. Callers record
+        intent in the store first, so a lost publish is re-driven by the sweeper."""

@@ -1,0 +1,117 @@
+"""The public view of runs and steps (pydantic models, JSON-ready)."""
+
+from __future__ import annotations
+
+import traceback
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+
+class RunStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    PAUSED = "paused"  # see Run.waiting_for for what it waits on
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class StepKind(StrEnum):
+    REMOTE = "remote"
+    INLINE = "inline"
+    SLEEP = "sleep"
+
+
+class StepStatus(StrEnum):
+    SCHEDULED = "scheduled"  # recorded, its task published (or about to be: the row is the outbox)
+    RUNNING = "running"  # claimed by a worker holding a lease
+    SLEEPING = "sleeping"  # a durable timer not yet due
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+    @property
+    def finished(self) -> bool:
+        return self in (StepStatus.SUCCEEDED, StepStatus.FAILED)
+
+
+class ErrorInfo(BaseModel):
+    """A recorded error: enough to re-raise it on replay and to show it in `runs show`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    type: str
+    message: str
+    step: str | None = None
+    traceback: str | None = None
+
+    @classmethod
+    def from_exception(cls, exc: BaseException, step: str | None = None) -> ErrorInfo:
+        return cls(
+            type=type(exc).__name__,
+            message=str(exc),
+            step=step,
+            traceback="".join(traceback.format_exception(exc)),
+        )
+
+
+class StepRun(BaseModel):
+    """One step of a run, as recorded in the store."""
+
+    run_id: str
+    name: str
+    kind: StepKind
+    status: StepStatus
+    seq: int  # position in the workflow's order of steps; replay checks it
+    target: str | None = None  # the RPC name of a remote step; the task is per call site
+    task: str | None = None  # the generated Celery task of a remote step's call site
+    input: Any = None
+    result: Any = None
+    error: ErrorInfo | None = None
+    attempts: int = 0
+    created_at: datetime
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    wake_at: datetime | None = None
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.started_at is None or self.completed_at is None:
+            return None
+        return (self.completed_at - self.started_at).total_seconds()
+
+
+class Run(BaseModel):
+    """One execution of a workflow."""
+
+    id: str
+    workflow: str
+    status: RunStatus
+    waiting_for: str | None = None  # "step:NAME", "timer:NAME" (or "event:NAME") while paused
+    input: Any = None
+    output: Any = None
+    error: ErrorInfo | None = None
+    version: str | None = None  # the manifest's hash of the workflow's steps when the run began
+    created_at: datetime
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    updated_at: datetime
+    steps: list[StepRun] = []
+
+    def step(self, name: str) -> StepRun:
+        for s in self.steps:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+
+class RunPatch(BaseModel):
+    """The run-level fields a pass writes when it ends."""
+
+    status: RunStatus
+    waiting_for: str | None = None
+    output: Any = None
+    error: ErrorInfo | None = None
+    completed_at: datetime | None = None

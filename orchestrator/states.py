@@ -1,0 +1,51 @@
+"""The run state machine: every status change goes through `transition`."""
+
+from __future__ import annotations
+
+from .errors import InvalidTransitionError
+from .models import RunStatus
+
+# Failed and cancelled runs go back to pending (not running) when resumed, so that a stray
+# orchestrator message can never revive a finished run on its own.
+TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
+    RunStatus.PENDING: frozenset({RunStatus.RUNNING, RunStatus.CANCELLED}),
+    # running -> running: a pass taking over after the previous one died mid-pass.
+    RunStatus.RUNNING: frozenset(
+        {
+            RunStatus.RUNNING,
+            RunStatus.PAUSED,
+            RunStatus.COMPLETED,
+            RunStatus.FAILED,
+            RunStatus.CANCELLED,
+        }
+    ),
+    RunStatus.PAUSED: frozenset({RunStatus.RUNNING, RunStatus.CANCELLED}),
+    RunStatus.COMPLETED: frozenset(),
+    RunStatus.FAILED: frozenset({RunStatus.PENDING}),
+    RunStatus.CANCELLED: frozenset({RunStatus.PENDING}),
+}
+
+TERMINAL: frozenset[RunStatus] = frozenset(
+    {RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED}
+)
+
+
+def can_transition(current: RunStatus, target: RunStatus) -> bool:
+    return target in TRANSITIONS[current]
+
+
+def transition(current: RunStatus, target: RunStatus) -> RunStatus:
+    """Return `target` if the move is valid, else raise `InvalidTransitionError`."""
+    if not can_transition(current, target):
+        raise InvalidTransitionError(current.value, target.value)
+    return target
+
+
+def sources_of(target: RunStatus) -> frozenset[RunStatus]:
+    """Every status from which `target` may be entered (used by atomic store updates)."""
+    return frozenset(s for s, targets in TRANSITIONS.items() if target in targets)
+
+
+def claimable() -> frozenset[RunStatus]:
+    """Statuses in which an orchestrator pass may take a run: not finished ones."""
+    return sources_of(RunStatus.RUNNING) - TERMINAL

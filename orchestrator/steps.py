@@ -1,0 +1,120 @@
+"""Running one remote step: claim it under a lease, call the RPC, record the outcome once."""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import StrEnum
+from typing import Any
+
+from .clock import Clock, utcnow
+from .definitions import REGISTRY, Registry
+from .dispatch import Dispatcher, PassDispatch
+from .engine import publish
+from .errors import StaleBuildError
+from .leases import LeaseKeeper, NoLeaseKeeper
+from .models import ErrorInfo
+from .serialization import to_jsonable
+from .store import RunStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """What a running RPC may ask about itself (`current_step()`)."""
+
+    run_id: str
+    workflow: str
+    step: str
+    attempt: int
+
+    @property
+    def idempotency_key(self) -> str:
+        """Stable across attempts of this step: hand it to external APIs to dedupe retries."""
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"wf:{self.run_id}/{self.step}"))
+
+
+_current: contextvars.ContextVar[StepInfo | None] = contextvars.ContextVar("wf_step", default=None)
+
+
+def current_step() -> StepInfo | None:
+    """The step being executed by this worker thread, if any."""
+    return _current.get()
+
+
+@contextmanager
+def _running(info: StepInfo) -> Iterator[None]:
+    token = _current.set(info)
+    try:
+        yield
+    finally:
+        _current.reset(token)
+
+
+class StepOutcome(StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # finished already, or another worker holds it
+    LOST = "lost"  # another worker recorded it first
+
+
+class StepExecutor:
+    def __init__(
+        self,
+        store: RunStore,
+        dispatcher: Dispatcher,
+        *,
+        registry: Registry = REGISTRY,
+        clock: Clock = utcnow,
+        lease: timedelta = timedelta(seconds=30),
+        keeper: LeaseKeeper | None = None,
+    ) -> None:
+        self.store = store
+        self.dispatcher = dispatcher
+        self.registry = registry
+        self.clock = clock
+        self.lease = lease
+        self.keeper = keeper or NoLeaseKeeper()
+
+    def execute(self, run_id: str, step_name: str, *, workflow: str, rpc: str) -> StepOutcome:
+        owner = uuid.uuid4().hex
+        now = self.clock()
+        step = self.store.claim_step(run_id, step_name, owner, now, now + self.lease)
+        if step is None:
+            existing = self.store.get_step(run_id, step_name)
+            if existing is not None and existing.status.finished:
+                # A redelivered message: the orchestrator may never have heard of the result.
+                publish(self.dispatcher, [PassDispatch(run_id, workflow)])
+            return StepOutcome.SKIPPED
+
+        def renew() -> bool:
+            return bool(
+                self.store.renew_step_lease(run_id, step_name, owner, self.clock() + self.lease)
+            )
+
+        result: Any = None
+        error: ErrorInfo | None = None
+        info = StepInfo(run_id, workflow, step_name, step.attempts)
+        with self.keeper.hold(renew), _running(info):
+            try:
+                if step.target != rpc:
+                    raise StaleBuildError(
+                        f"step {step_name!r} was scheduled for RPC {step.target!r} but this "
+                        f"worker's task calls {rpc!r}"
+                    )
+                value = self.registry.rpc(rpc).invoke(step.input)
+                result = to_jsonable(value, f"result of step {step_name!r}")
+            except Exception as exc:
+                log.info("step %s of run %s failed: %r", step_name, run_id, exc)
+                error = ErrorInfo.from_exception(exc, step_name)
+        recorded = self.store.finish_step(run_id, step_name, self.clock(), result, error)
+        publish(self.dispatcher, [PassDispatch(run_id, workflow)])
+        if not recorded:
+            return StepOutcome.LOST
+        return StepOutcome.FAILED if error else StepOutcome.SUCCEEDED

@@ -1,0 +1,175 @@
+"""The run store interface: the single source of truth for runs and steps.
+
+Every method that changes state is atomic and conditional (compare-and-set), because the
+broker may deliver a message twice and several workers may act on one run at once.
+Timestamps are always passed in (`now`), never read from a database clock, so tests can
+drive time with a fake clock.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from ..errors import ConfigurationError
+from ..models import ErrorInfo, Run, RunPatch, RunStatus, StepRun
+
+
+@dataclass(frozen=True)
+class PassClaim:
+    """A run taken by an orchestrator pass, with all its steps (loaded in one query)."""
+
+    run: Run
+    requested: int  # the pass-request counter when claimed; the release compares against it
+
+
+class ClaimRefused(StrEnum):
+    BUSY = "busy"  # another pass holds a live lease; it will run again for us (see release)
+    FINISHED = "finished"
+    MISSING = "missing"
+
+
+@dataclass(frozen=True)
+class PassNeeded:
+    """A run with an unanswered pass request and nobody holding it (sweeper output)."""
+
+    run_id: str
+    workflow: str
+
+
+class RunStore(ABC):
+    """Where runs and steps live. One small subclass per backend; one contract test suite."""
+
+    @staticmethod
+    def from_url(url: str) -> RunStore:
+        """`memory://`, `sqlite:///path.db` or `postgresql://...` (psycopg 3)."""
+        scheme = url.split(":", 1)[0].split("+", 1)[0].lower()
+        if scheme == "memory":
+            from .memory import MemoryStore
+
+            return MemoryStore()
+        if scheme == "sqlite":
+            from .sqlite import SqliteStore
+
+            return SqliteStore(url)
+        if scheme in ("postgresql", "postgres"):
+            from .postgres import PostgresStore
+
+            return PostgresStore(url)
+        raise ConfigurationError(
+            f"unsupported WORKFLOW_DATABASE_URL scheme {scheme!r} in {url!r}: "
+            "use sqlite:///path or postgresql://..."
+        )
+
+    # -- runs, as the client sees them ------------------------------------------------------
+
+    @abstractmethod
+    def create_run(self, run: Run) -> None:
+        """Insert a new run with one pass requested; `RunExistsError` if the id is taken."""
+
+    @abstractmethod
+    def get_run(self, run_id: str) -> Run | None:
+        """The run with all its steps, in order."""
+
+    @abstractmethod
+    def list_runs(
+        self,
+        workflow: str | None = None,
+        status: RunStatus | None = None,
+        limit: int = 100,
+    ) -> list[Run]:
+        """Newest first, without steps."""
+
+    # -- orchestrator passes ---------------------------------------------------------------
+
+    @abstractmethod
+    def claim_run(
+        self, run_id: str, owner: str, now: datetime, lease_until: datetime
+    ) -> PassClaim | ClaimRefused:
+        """Take the run's pass lease if free or lapsed (and the run is not finished), mark it
+        running, and load it with its steps."""
+
+    @abstractmethod
+    def commit_pass(
+        self,
+        run_id: str,
+        owner: str,
+        now: datetime,
+        lease_until: datetime,
+        steps: Sequence[StepRun] = (),
+        patch: RunPatch | None = None,
+        release: int | None = None,
+    ) -> bool:
+        """Atomically: upsert `steps` (a finished step is never overwritten), apply `patch`
+        and renew the lease; if `release` (the request count the pass answered) is given,
+        give the lease up and return whether every request was answered (False: another pass
+        is needed). `LeaseLostError` if `owner` no longer holds the run."""
+
+    @abstractmethod
+    def renew_run_lease(self, run_id: str, owner: str, lease_until: datetime) -> bool: ...
+
+    @abstractmethod
+    def request_pass(self, run_id: str, now: datetime) -> bool:
+        """Record that the run needs a pass (False if missing or finished)."""
+
+    # -- remote steps ----------------------------------------------------------------------
+
+    @abstractmethod
+    def claim_step(
+        self, run_id: str, name: str, owner: str, now: datetime, lease_until: datetime
+    ) -> StepRun | None:
+        """Take a scheduled step (or one whose lease lapsed) and count an attempt. None if it
+        is finished, held under a live lease, or its run is finished."""
+
+    @abstractmethod
+    def renew_step_lease(self, run_id: str, name: str, owner: str, lease_until: datetime) -> bool:
+        ...
+
+    @abstractmethod
+    def finish_step(
+        self,
+        run_id: str,
+        name: str,
+        now: datetime,
+        result: object = None,
+        error: ErrorInfo | None = None,
+    ) -> bool:
+        """Record a step's outcome, first write wins, and request a pass of its run in the
+        same transaction. False if the step was already finished."""
+
+    @abstractmethod
+    def get_step(self, run_id: str, name: str) -> StepRun | None: ...
+
+    # -- recovery (the sweeper) ------------------------------------------------------------
+
+    @abstractmethod
+    def reclaim_lapsed_steps(self, now: datetime, limit: int = 100) -> list[StepRun]:
+        """Steps claimed by a worker whose lease lapsed go back to scheduled; returned so the
+        caller re-publishes them. Only one concurrent caller gets a given step."""
+
+    @abstractmethod
+    def stale_scheduled_steps(
+        self, now: datetime, older_than: datetime, limit: int = 100
+    ) -> list[StepRun]:
+        """Scheduled steps last dispatched before `older_than` (their message may never have
+        reached the broker); their dispatch time is bumped to `now` and they are returned."""
+
+    @abstractmethod
+    def wake_due_timers(
+        self, now: datetime, due_before: datetime, limit: int = 100
+    ) -> list[PassNeeded]:
+        """Request a pass for runs with a sleeping step due before `due_before` and no request
+        pending; returned so the caller dispatches them."""
+
+    @abstractmethod
+    def runs_needing_pass(
+        self, now: datetime, older_than: datetime, limit: int = 100
+    ) -> list[PassNeeded]:
+        """Runs with a pass requested before `older_than`, unanswered, and no live lease;
+        their request time is bumped to `now` so concurrent sweepers don't both re-drive."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""

@@ -1,0 +1,27 @@
+"""PostgreSQL through psycopg 3."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from .sql import SqlStore
+
+# Any fixed key: serializes concurrent schema creation by workers starting together.
+_SCHEMA_LOCK_KEY = 0x5746_4C4F
+
+
+def normalize_url(url: str) -> str:
+    """Accept postgres:// and postgresql:// and use the psycopg 3 driver by default."""
+    scheme, rest = url.split("://", 1)
+    if "+" not in scheme:
+        scheme = "postgresql+psycopg"
+    return f"{scheme}://{rest}"
+
+
+class PostgresStore(SqlStore):
+    def __init__(self, url: str) -> None:
+        engine = sa.create_engine(normalize_url(url), pool_pre_ping=True, pool_size=5)
+        super().__init__(engine)
+
+    def _lock_schema(self, conn: sa.Connection) -> None:
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK_KEY})

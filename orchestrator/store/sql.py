@@ -1,0 +1,489 @@
+"""The SQLAlchemy Core store shared by SQLite and PostgreSQL.
+
+No transaction is held across user code: every method is one short transaction, and the
+run "lock" is a lease column taken by compare-and-set, so a pass that runs a long inline
+step pins no connection (a lesson from Postgres-backed peers whose run locks left sessions
+"idle in transaction" for hours).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from ..errors import InvalidTransitionError, LeaseLostError, RunExistsError
+from ..models import ErrorInfo, Run, RunPatch, RunStatus, StepRun, StepStatus
+from ..serialization import dumps, loads
+from ..states import TERMINAL, claimable, sources_of
+from .base import ClaimRefused, PassClaim, PassNeeded, RunStore
+from .tables import metadata, runs, steps
+
+_TERMINAL = [s.value for s in TERMINAL]
+_UNFINISHED_REMOTE = [StepStatus.SCHEDULED.value, StepStatus.RUNNING.value]
+
+
+def _error(text: str | None) -> ErrorInfo | None:
+    return None if text is None else ErrorInfo.model_validate_json(text)
+
+
+def _step_from_row(row: Mapping[str, Any]) -> StepRun:
+    return StepRun(
+        run_id=row["run_id"],
+        name=row["name"],
+        kind=row["kind"],
+        status=row["status"],
+        seq=row["seq"],
+        target=row["target"],
+        task=row["task"],
+        input=loads(row["input"]),
+        result=loads(row["result"]),
+        error=_error(row["error"]),
+        attempts=row["attempts"],
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        completed_at=row["completed_at"],
+        wake_at=row["wake_at"],
+    )
+
+
+def _run_from_row(row: Mapping[str, Any], step_rows: Sequence[Mapping[str, Any]] = ()) -> Run:
+    return Run(
+        id=row["id"],
+        workflow=row["workflow"],
+        status=row["status"],
+        waiting_for=row["waiting_for"],
+        input=loads(row["input"]),
+        output=loads(row["output"]),
+        error=_error(row["error"]),
+        version=row["version"],
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        completed_at=row["completed_at"],
+        updated_at=row["updated_at"],
+        steps=[_step_from_row(s) for s in step_rows],
+    )
+
+
+def _step_values(step: StepRun) -> dict[str, Any]:
+    return {
+        "run_id": step.run_id,
+        "name": step.name,
+        "seq": step.seq,
+        "kind": step.kind.value,
+        "status": step.status.value,
+        "target": step.target,
+        "task": step.task,
+        "input": dumps(step.input),
+        "result": None if step.result is None else dumps(step.result),
+        "error": step.error.model_dump_json() if step.error else None,
+        "attempts": step.attempts,
+        "created_at": step.created_at,
+        "started_at": step.started_at,
+        "completed_at": step.completed_at,
+        "wake_at": step.wake_at,
+    }
+
+
+class SqlStore(RunStore):
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        with self._write() as conn:
+            self._lock_schema(conn)
+            metadata.create_all(conn)
+
+    # Backends override these two: how a write transaction begins, and how concurrent
+    # processes creating the schema at once are kept from colliding.
+    @contextmanager
+    def _write(self) -> Iterator[sa.Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    def _lock_schema(self, conn: sa.Connection) -> None:
+        pass
+
+    @contextmanager
+    def _read(self) -> Iterator[sa.Connection]:
+        with self.engine.connect() as conn:
+            yield conn
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- runs ------------------------------------------------------------------------------
+
+    def create_run(self, run: Run) -> None:
+        try:
+            with self._write() as conn:
+                conn.execute(
+                    runs.insert().values(
+                        id=run.id,
+                        workflow=run.workflow,
+                        status=run.status.value,
+                        waiting_for=run.waiting_for,
+                        input=dumps(run.input),
+                        version=run.version,
+                        created_at=run.created_at,
+                        updated_at=run.updated_at,
+                        requested=1,
+                        done=0,
+                        requested_at=run.created_at,
+                    )
+                )
+        except IntegrityError:
+            raise RunExistsError(f"a run with id {run.id!r} already exists") from None
+
+    def _load(self, conn: sa.Connection, run_id: str) -> tuple[Run, int] | None:
+        row = conn.execute(runs.select().where(runs.c.id == run_id)).mappings().first()
+        if row is None:
+            return None
+        step_rows = (
+            conn.execute(
+                steps.select().where(steps.c.run_id == run_id).order_by(steps.c.seq, steps.c.name)
+            )
+            .mappings()
+            .all()
+        )
+        return _run_from_row(row, step_rows), row["requested"]
+
+    def get_run(self, run_id: str) -> Run | None:
+        with self._read() as conn:
+            loaded = self._load(conn, run_id)
+        return loaded[0] if loaded else None
+
+    def list_runs(
+        self, workflow: str | None = None, status: RunStatus | None = None, limit: int = 100
+    ) -> list[Run]:
+        query = runs.select().order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(limit)
+        if workflow is not None:
+            query = query.where(runs.c.workflow == workflow)
+        if status is not None:
+            query = query.where(runs.c.status == RunStatus(status).value)
+        with self._read() as conn:
+            return [_run_from_row(r) for r in conn.execute(query).mappings()]
+
+    # -- passes ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _lease_free(now: datetime) -> sa.ColumnElement[bool]:
+        return sa.or_(runs.c.lease_owner.is_(None), runs.c.lease_until < now)
+
+    def claim_run(
+        self, run_id: str, owner: str, now: datetime, lease_until: datetime
+    ) -> PassClaim | ClaimRefused:
+        with self._write() as conn:
+            taken = conn.execute(
+                runs.update()
+                .where(
+                    runs.c.id == run_id,
+                    runs.c.status.in_([s.value for s in claimable()]),
+                    self._lease_free(now),
+                )
+                .values(
+                    lease_owner=owner,
+                    lease_until=lease_until,
+                    status=RunStatus.RUNNING.value,
+                    waiting_for=None,
+                    started_at=sa.func.coalesce(runs.c.started_at, now),
+                    updated_at=now,
+                )
+            ).rowcount
+            if not taken:
+                status = conn.execute(
+                    sa.select(runs.c.status).where(runs.c.id == run_id)
+                ).scalar_one_or_none()
+                if status is None:
+                    return ClaimRefused.MISSING
+                if RunStatus(status) not in claimable():
+                    return ClaimRefused.FINISHED
+                return ClaimRefused.BUSY
+            loaded = self._load(conn, run_id)
+        assert loaded is not None
+        return PassClaim(*loaded)
+
+    def commit_pass(
+        self,
+        run_id: str,
+        owner: str,
+        now: datetime,
+        lease_until: datetime,
+        steps: Sequence[StepRun] = (),
+        patch: RunPatch | None = None,
+        release: int | None = None,
+    ) -> bool:
+        values: dict[str, Any] = {"lease_until": lease_until, "updated_at": now}
+        query = runs.update().where(runs.c.id == run_id, runs.c.lease_owner == owner)
+        if patch is not None:
+            query = query.where(runs.c.status.in_([s.value for s in sources_of(patch.status)]))
+            values.update(
+                status=patch.status.value,
+                waiting_for=patch.waiting_for,
+                output=None if patch.output is None else dumps(patch.output),
+                error=patch.error.model_dump_json() if patch.error else None,
+                completed_at=patch.completed_at,
+            )
+        with self._write() as conn:
+            if not conn.execute(query.values(**values)).rowcount:
+                self._explain_refused_commit(conn, run_id, owner, patch)
+            self._upsert_steps(conn, run_id, steps, now)
+            if release is None:
+                return False
+            requested = conn.execute(
+                runs.update()
+                .where(runs.c.id == run_id, runs.c.lease_owner == owner)
+                .values(lease_owner=None, lease_until=None, done=release)
+                .returning(runs.c.requested)
+            ).scalar_one()
+            return bool(requested == release)
+
+    def _explain_refused_commit(
+        self, conn: sa.Connection, run_id: str, owner: str, patch: RunPatch | None
+    ) -> None:
+        row = conn.execute(
+            sa.select(runs.c.status, runs.c.lease_owner).where(runs.c.id == run_id)
+        ).first()
+        if row is None or row.lease_owner != owner or patch is None:
+            raise LeaseLostError(f"run {run_id!r} is no longer held by this pass")
+        raise InvalidTransitionError(row.status, patch.status.value)
+
+    def _upsert_steps(
+        self, conn: sa.Connection, run_id: str, new: Sequence[StepRun], now: datetime
+    ) -> None:
+        if not new:
+            return
+        existing = set(
+            conn.execute(
+                sa.select(steps.c.name).where(
+                    steps.c.run_id == run_id, steps.c.name.in_([s.name for s in new])
+                )
+            ).scalars()
+        )
+        inserts = [_step_values(s) | {"dispatched_at": now} for s in new if s.name not in existing]
+        if inserts:
+            conn.execute(steps.insert(), inserts)
+        for step in new:
+            if step.name in existing:
+                conn.execute(
+                    steps.update()
+                    .where(
+                        steps.c.run_id == run_id,
+                        steps.c.name == step.name,
+                        steps.c.status.notin_([StepStatus.SUCCEEDED.value, StepStatus.FAILED.value]),
+                    )
+                    .values(**_step_values(step))
+                )
+
+    def renew_run_lease(self, run_id: str, owner: str, lease_until: datetime) -> bool:
+        with self._write() as conn:
+            return bool(
+                conn.execute(
+                    runs.update()
+                    .where(runs.c.id == run_id, runs.c.lease_owner == owner)
+                    .values(lease_until=lease_until)
+                ).rowcount
+            )
+
+    def _request_pass(self, conn: sa.Connection, run_id: str, now: datetime) -> bool:
+        return bool(
+            conn.execute(
+                runs.update()
+                .where(runs.c.id == run_id, runs.c.status.notin_(_TERMINAL))
+                .values(requested=runs.c.requested + 1, requested_at=now)
+            ).rowcount
+        )
+
+    def request_pass(self, run_id: str, now: datetime) -> bool:
+        with self._write() as conn:
+            return self._request_pass(conn, run_id, now)
+
+    # -- steps -----------------------------------------------------------------------------
+
+    def claim_step(
+        self, run_id: str, name: str, owner: str, now: datetime, lease_until: datetime
+    ) -> StepRun | None:
+        run_active = sa.exists().where(runs.c.id == run_id, runs.c.status.notin_(_TERMINAL))
+        with self._write() as conn:
+            row = (
+                conn.execute(
+                    steps.update()
+                    .where(
+                        steps.c.run_id == run_id,
+                        steps.c.name == name,
+                        sa.or_(
+                            steps.c.status == StepStatus.SCHEDULED.value,
+                            sa.and_(
+                                steps.c.status == StepStatus.RUNNING.value,
+                                steps.c.lease_until < now,
+                            ),
+                        ),
+                        run_active,
+                    )
+                    .values(
+                        status=StepStatus.RUNNING.value,
+                        attempts=steps.c.attempts + 1,
+                        started_at=now,
+                        lease_owner=owner,
+                        lease_until=lease_until,
+                    )
+                    .returning(*steps.c)
+                )
+                .mappings()
+                .first()
+            )
+        return _step_from_row(row) if row else None
+
+    def renew_step_lease(self, run_id: str, name: str, owner: str, lease_until: datetime) -> bool:
+        with self._write() as conn:
+            return bool(
+                conn.execute(
+                    steps.update()
+                    .where(
+                        steps.c.run_id == run_id,
+                        steps.c.name == name,
+                        steps.c.lease_owner == owner,
+                        steps.c.status == StepStatus.RUNNING.value,
+                    )
+                    .values(lease_until=lease_until)
+                ).rowcount
+            )
+
+    def finish_step(
+        self,
+        run_id: str,
+        name: str,
+        now: datetime,
+        result: object = None,
+        error: ErrorInfo | None = None,
+    ) -> bool:
+        with self._write() as conn:
+            recorded = conn.execute(
+                steps.update()
+                .where(
+                    steps.c.run_id == run_id,
+                    steps.c.name == name,
+                    steps.c.status.in_(_UNFINISHED_REMOTE),
+                )
+                .values(
+                    status=(StepStatus.FAILED if error else StepStatus.SUCCEEDED).value,
+                    result=None if error or result is None else dumps(result),
+                    error=error.model_dump_json() if error else None,
+                    completed_at=now,
+                    lease_owner=None,
+                    lease_until=None,
+                )
+            ).rowcount
+            if recorded:
+                self._request_pass(conn, run_id, now)
+            return bool(recorded)
+
+    def get_step(self, run_id: str, name: str) -> StepRun | None:
+        with self._read() as conn:
+            row = (
+                conn.execute(steps.select().where(steps.c.run_id == run_id, steps.c.name == name))
+                .mappings()
+                .first()
+            )
+        return _step_from_row(row) if row else None
+
+    # -- recovery --------------------------------------------------------------------------
+
+    def _active_steps(self, *where: sa.ColumnElement[bool]) -> sa.Select[Any]:
+        return (
+            sa.select(steps)
+            .join(runs, runs.c.id == steps.c.run_id)
+            .where(runs.c.status.notin_(_TERMINAL), *where)
+        )
+
+    def reclaim_lapsed_steps(self, now: datetime, limit: int = 100) -> list[StepRun]:
+        lapsed = (steps.c.status == StepStatus.RUNNING.value, steps.c.lease_until < now)
+        out: list[StepRun] = []
+        with self._write() as conn:
+            for row in conn.execute(self._active_steps(*lapsed).limit(limit)).mappings().all():
+                if conn.execute(
+                    steps.update()
+                    .where(steps.c.run_id == row["run_id"], steps.c.name == row["name"], *lapsed)
+                    .values(
+                        status=StepStatus.SCHEDULED.value,
+                        lease_owner=None,
+                        lease_until=None,
+                        dispatched_at=now,
+                    )
+                ).rowcount:
+                    out.append(_step_from_row({**row, "status": StepStatus.SCHEDULED.value}))
+        return out
+
+    def stale_scheduled_steps(
+        self, now: datetime, older_than: datetime, limit: int = 100
+    ) -> list[StepRun]:
+        out: list[StepRun] = []
+        stale = (steps.c.status == StepStatus.SCHEDULED.value, steps.c.dispatched_at < older_than)
+        with self._write() as conn:
+            for row in conn.execute(self._active_steps(*stale).limit(limit)).mappings().all():
+                if conn.execute(
+                    steps.update()
+                    .where(
+                        steps.c.run_id == row["run_id"],
+                        steps.c.name == row["name"],
+                        steps.c.dispatched_at == row["dispatched_at"],
+                        *stale,
+                    )
+                    .values(dispatched_at=now)
+                ).rowcount:
+                    out.append(_step_from_row(row))
+        return out
+
+    def wake_due_timers(
+        self, now: datetime, due_before: datetime, limit: int = 100
+    ) -> list[PassNeeded]:
+        quiet = runs.c.requested == runs.c.done
+        due = (
+            sa.select(steps.c.run_id, runs.c.workflow)
+            .join(runs, runs.c.id == steps.c.run_id)
+            .where(
+                steps.c.status == StepStatus.SLEEPING.value,
+                steps.c.wake_at <= due_before,
+                runs.c.status.notin_(_TERMINAL),
+                quiet,
+            )
+            .distinct()
+            .limit(limit)
+        )
+        woken: list[PassNeeded] = []
+        with self._write() as conn:
+            for run_id, workflow in conn.execute(due).all():
+                if conn.execute(
+                    runs.update()
+                    .where(runs.c.id == run_id, quiet)
+                    .values(requested=runs.c.requested + 1, requested_at=now)
+                ).rowcount:
+                    woken.append(PassNeeded(run_id, workflow))
+        return woken
+
+    def runs_needing_pass(
+        self, now: datetime, older_than: datetime, limit: int = 100
+    ) -> list[PassNeeded]:
+        pending = (
+            runs.c.requested > runs.c.done,
+            runs.c.requested_at < older_than,
+            runs.c.status.notin_(_TERMINAL),
+            self._lease_free(now),
+        )
+        out: list[PassNeeded] = []
+        with self._write() as conn:
+            rows = conn.execute(
+                sa.select(runs.c.id, runs.c.workflow, runs.c.requested_at)
+                .where(*pending)
+                .limit(limit)
+            ).all()
+            for row in rows:
+                if conn.execute(
+                    runs.update()
+                    .where(runs.c.id == row.id, runs.c.requested_at == row.requested_at, *pending)
+                    .values(requested_at=now)
+                ).rowcount:
+                    out.append(PassNeeded(row.id, row.workflow))
+        return out

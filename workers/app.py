@@ -1,0 +1,43 @@
+"""The Celery app, configured for at-least-once delivery and JSON only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+
+from orchestrator.config import Settings
+
+
+def broker_options(settings: Settings) -> dict[str, Any]:
+    if settings.embedded_broker:
+        settings.home.mkdir(parents=True, exist_ok=True)
+        # Server-less transports poll; the default 1 s poll would add a second to every hop.
+        return {"polling_interval": settings.broker_poll_interval}
+    return {}
+
+
+def create_app(settings: Settings | None = None) -> Celery:
+    settings = settings or Settings.from_env()
+    app = Celery("workflows", broker=settings.broker_url, set_as_current=False)
+    app.conf.update(
+        task_serializer="json",
+        result_serializer="json",
+        event_serializer="json",
+        accept_content=["json"],
+        # At-least-once: ack after the task ran, requeue if the worker process dies, and take
+        # one message at a time so a crash strands at most one. Tasks are idempotent.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        # Results live in the run store, not in a Celery result backend.
+        task_ignore_result=True,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options=broker_options(settings),
+        task_default_queue="wf.default",
+        worker_hijack_root_logger=False,
+    )
+    return app
+
+
+app = create_app()

@@ -1,0 +1,73 @@
+"""The engine objects a worker process uses, built once per process.
+
+Built lazily because Celery's prefork pool forks after import: a store (and its connection
+pool) or a heartbeat thread made before the fork must not be shared with the children.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+
+from orchestrator.config import Settings
+from orchestrator.engine import Engine
+from orchestrator.leases import HeartbeatKeeper
+from orchestrator.steps import StepExecutor
+from orchestrator.store import RunStore
+from orchestrator.sweeper import Sweeper
+
+from .dispatch import CeleryDispatcher
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Runtime:
+    settings: Settings
+    store: RunStore
+    engine: Engine
+    executor: StepExecutor
+    sweeper: Sweeper
+
+
+_runtime: tuple[int, Runtime] | None = None
+_lock = threading.Lock()
+
+
+def runtime() -> Runtime:
+    global _runtime
+    with _lock:
+        if _runtime is None or _runtime[0] != os.getpid():
+            _runtime = (os.getpid(), _build(Settings.from_env()))
+        return _runtime[1]
+
+
+def _build(settings: Settings) -> Runtime:
+    store = RunStore.from_url(settings.database_url)
+    dispatcher = CeleryDispatcher(settings)
+    # Renew at a third of the lease: two renewals can fail before another worker may take over.
+    keeper = HeartbeatKeeper(interval=min(settings.step_lease, settings.run_lease).total_seconds() / 3)
+    return Runtime(
+        settings=settings,
+        store=store,
+        engine=Engine(
+            store,
+            dispatcher,
+            run_lease=settings.run_lease,
+            max_countdown=settings.max_countdown,
+            keeper=keeper,
+        ),
+        executor=StepExecutor(store, dispatcher, lease=settings.step_lease, keeper=keeper),
+        sweeper=Sweeper(store, dispatcher, redrive_after=settings.redrive_after),
+    )
+
+
+def sweep_forever(stop: threading.Event) -> None:
+    """The sweeper loop a worker runs in a thread of its main process."""
+    while not stop.wait(runtime().settings.sweep_interval.total_seconds()):
+        try:
+            runtime().sweeper.sweep_once()
+        except Exception:
+            log.exception("sweep failed; retrying next interval")
