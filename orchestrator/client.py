@@ -8,6 +8,7 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from .clock import Clock, utcnow
@@ -29,13 +30,24 @@ class WorkflowClient:
         store: RunStore,
         dispatcher: Dispatcher | None = None,
         *,
+        dispatcher_factory: Callable[[], Dispatcher] | None = None,
         registry: Registry = REGISTRY,
         clock: Clock = utcnow,
     ) -> None:
         self.store = store
-        self.dispatcher = dispatcher
+        self._dispatcher = dispatcher
+        # Inspecting runs needs no broker: the transport is loaded on the first start().
+        self._dispatcher_factory = dispatcher_factory
         self.registry = registry
         self.clock = clock
+
+    @property
+    def dispatcher(self) -> Dispatcher:
+        if self._dispatcher is None:
+            if self._dispatcher_factory is None:
+                raise ConfigurationError("this client has no dispatcher: it can inspect runs only")
+            self._dispatcher = self._dispatcher_factory()
+        return self._dispatcher
 
     def start(
         self,
@@ -62,12 +74,11 @@ class WorkflowClient:
             created_at=now,
             updated_at=now,
         )
-        if self.dispatcher is None:
-            raise ConfigurationError("this client has no dispatcher: it can inspect runs only")
+        dispatcher = self.dispatcher
         self.store.create_run(run)
         # If this publish is lost, the run is still stored with a pass requested: the sweeper
         # starts it.
-        publish(self.dispatcher, [PassDispatch(run.id, name)])
+        publish(dispatcher, [PassDispatch(run.id, name)])
         return run.id
 
     def get_run(self, run_id: str) -> Run:
@@ -102,7 +113,11 @@ class WorkflowClient:
             time.sleep(poll_interval)
 
     def run(
-        self, workflow: str | WorkflowDefinition[Any, Any], input: Any = None, *, timeout: float = 60.0
+        self,
+        workflow: str | WorkflowDefinition[Any, Any],
+        input: Any = None,
+        *,
+        timeout: float = 60.0,
     ) -> Run:
         """Start a run and wait for it to finish."""
         return self.wait_for_run(self.start(workflow, input), timeout=timeout)
@@ -125,8 +140,11 @@ def default_client() -> WorkflowClient:
     if _default is None or _default[0] != os.getpid():
         settings = Settings.from_env()
         store = RunStore.from_url(settings.database_url)
-        dispatcher = load_object(settings.dispatcher)(settings)
-        _default = (os.getpid(), WorkflowClient(store, dispatcher))
+
+        def factory() -> Dispatcher:
+            return load_object(settings.dispatcher)(settings)  # type: ignore[no-any-return]
+
+        _default = (os.getpid(), WorkflowClient(store, dispatcher_factory=factory))
     return _default[1]
 
 

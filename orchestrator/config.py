@@ -23,6 +23,7 @@ class Settings:
     database_url: str
     broker_url: str
     package: str
+    tasks_module: str
     queue_grouping: QueueGrouping
     step_lease: timedelta
     run_lease: timedelta
@@ -61,7 +62,8 @@ class Settings:
             database_url=env.get("WORKFLOW_DATABASE_URL") or f"sqlite:///{home / 'state.sqlite'}",
             broker_url=env.get("WORKFLOW_BROKER_URL") or f"sqla+sqlite:///{home / 'broker.sqlite'}",
             package=env.get("WORKFLOW_PACKAGE", "workflows"),
-            queue_grouping=grouping,  # type: ignore[arg-type]
+            tasks_module=env.get("WORKFLOW_TASKS_MODULE", "workers.generated"),
+            queue_grouping=grouping,
             step_lease=duration("WORKFLOW_STEP_LEASE", "30s"),
             run_lease=duration("WORKFLOW_RUN_LEASE", "60s"),
             sweep_interval=duration("WORKFLOW_SWEEP_INTERVAL", "5s"),

@@ -80,7 +80,9 @@ class WorkflowContext:
 
     # -- the public step API ---------------------------------------------------------------
 
-    def do(self, step_name: str, target: str | Callable[..., Any], data: Any = None, **options: Any) -> Any:
+    def do(
+        self, step_name: str, target: str | Callable[..., Any], data: Any = None, **options: Any
+    ) -> Any:
         """Run a durable step and return its result.
 
         `target` is an RPC name or an `@rpc` function (a remote step: its own Celery task), or
@@ -178,11 +180,17 @@ class WorkflowContext:
         recorded = self._state.steps.get(name)
         if expected is not None and (expected.name, expected.kind) != (name, kind):
             self._fail_hard(
-                NonDeterminismError(seq, _describe(expected.kind, expected.name), _describe(kind, name))
+                NonDeterminismError(
+                    seq, _describe(expected.kind, expected.name), _describe(kind, name)
+                )
             )
         if recorded is not None and expected is None:
             self._fail_hard(
-                NonDeterminismError(seq, f"no step at #{seq}", _describe(kind, name) + f" (recorded at #{recorded.seq})")
+                NonDeterminismError(
+                    seq,
+                    f"no step at #{seq}",
+                    _describe(kind, name) + f" (recorded at #{recorded.seq})",
+                )
             )
         return name, seq
 

@@ -159,9 +159,7 @@ def rpc(name: str) -> Callable[[Callable[P, R]], RpcFunction[P, R]]:
 
 def workflow(
     name: str,
-) -> Callable[
-    [Callable[[WorkflowContext, InputT], OutputT]], WorkflowDefinition[InputT, OutputT]
-]:
+) -> Callable[[Callable[[WorkflowContext, InputT], OutputT]], WorkflowDefinition[InputT, OutputT]]:
     """Register a workflow function `fn(ctx, data)` under `name`."""
     _check_name(name, "workflow")
 

@@ -35,7 +35,9 @@ def publish(dispatcher: Dispatcher, messages: Sequence[Dispatch]) -> None:
     try:
         dispatcher.dispatch(messages)
     except Exception:
-        log.exception("publishing %d message(s) failed; the sweeper will re-drive them", len(messages))
+        log.exception(
+            "publishing %d message(s) failed; the sweeper will re-drive them", len(messages)
+        )
 
 
 class Engine:
@@ -75,7 +77,13 @@ class Engine:
             patch, state = self._replay(claim, owner)
             now = self.clock()
             answered = self.store.commit_pass(
-                run_id, owner, now, now + self.run_lease, state.writes, patch, release=claim.requested
+                run_id,
+                owner,
+                now,
+                now + self.run_lease,
+                state.writes,
+                patch,
+                release=claim.requested,
             )
         messages = [m for m in state.dispatches if self._keep(m, now)]
         if not answered and patch.status not in (RunStatus.COMPLETED, RunStatus.FAILED):
@@ -106,7 +114,6 @@ class Engine:
                 raise ctx.fatal
             if ctx.paused is not None:
                 raise ctx.paused
-            result = to_jsonable(model_dump(output), f"output of workflow {run.workflow!r}")
         except WorkflowAsyncException as pause:
             if ctx is not None and ctx.fatal is not None:
                 return self._failed(ctx.fatal, ctx), state
@@ -114,18 +121,20 @@ class Engine:
         except LeaseLostError:
             raise
         except Exception as exc:
-            if ctx is not None and ctx.fatal is not None:
-                exc = ctx.fatal
-            return self._failed(exc, ctx), state
+            fatal = ctx.fatal if ctx is not None else None
+            return self._failed(fatal or exc, ctx), state
+        try:
+            result = to_jsonable(model_dump(output), f"output of workflow {run.workflow!r}")
+        except SerializationError as exc:
+            return self._failed(exc, None), state
         return (
             RunPatch(status=RunStatus.COMPLETED, output=result, completed_at=self.clock()),
             state,
         )
 
     def _failed(self, exc: Exception, ctx: WorkflowContext | None) -> RunPatch:
+        # Name the step that failed, or else the last one the workflow reached.
         step = exc.step if isinstance(exc, StepFailedError) else (ctx.current_step if ctx else None)
-        if isinstance(exc, SerializationError) and ctx is not None and ctx.paused is None:
-            step = None  # the workflow's own output, not a step
         log.info("run failed at step %s: %s", step, exc)
         return RunPatch(
             status=RunStatus.FAILED,

@@ -93,7 +93,7 @@ class LeaseLostError(WorkflowError):
     """Another worker took over the run or step this worker was processing."""
 
 
-class WorkflowAsyncException(BaseException):  # noqa: N818 - the name is the documented contract
+class WorkflowAsyncException(BaseException):
     """The pause signal: the pass stops here and resumes when what it waits for is done.
 
     Never raised to user code that awaits a result; raised *through* it to end the pass.

@@ -110,9 +110,17 @@ _installed: Manifest | None = None
 
 
 def install(manifest: Manifest | Path) -> Manifest:
-    """Make `manifest` the one the runtime checks against (done by the generated code)."""
+    """Add `manifest` to what the runtime checks against (the generated code does this on
+    import). Several workflow packages may be installed in one process; a later install of a
+    workflow replaces the earlier entry."""
     global _installed
-    _installed = Manifest.load(manifest) if isinstance(manifest, Path) else manifest
+    new = Manifest.load(manifest) if isinstance(manifest, Path) else manifest
+    if _installed is not None:
+        new = Manifest(
+            workflows={**_installed.workflows, **new.workflows},
+            rpcs={**_installed.rpcs, **new.rpcs},
+        )
+    _installed = new
     return _installed
 
 

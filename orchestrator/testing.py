@@ -45,9 +45,13 @@ class InProcessRunner:
         self.store = store or MemoryStore()
         self.dispatcher = LocalDispatcher()
         self.engine = Engine(self.store, self.dispatcher, registry=registry, clock=self.clock)
-        self.executor = StepExecutor(self.store, self.dispatcher, registry=registry, clock=self.clock)
+        self.executor = StepExecutor(
+            self.store, self.dispatcher, registry=registry, clock=self.clock
+        )
         self.sweeper = Sweeper(self.store, self.dispatcher, clock=self.clock)
-        self.client = WorkflowClient(self.store, self.dispatcher, registry=registry, clock=self.clock)
+        self.client = WorkflowClient(
+            self.store, self.dispatcher, registry=registry, clock=self.clock
+        )
 
     def start(self, workflow: str | WorkflowDefinition[Any, Any], input: Any = None) -> str:
         return self.client.start(workflow, input)
@@ -73,7 +77,9 @@ class InProcessRunner:
         for wf in installed().workflows.values():
             for site in wf.steps:
                 if site.task == message.task and site.rpc is not None:
-                    self.executor.execute(message.run_id, message.step, workflow=wf.name, rpc=site.rpc)
+                    self.executor.execute(
+                        message.run_id, message.step, workflow=wf.name, rpc=site.rpc
+                    )
                     return
         raise LookupError(f"no call site in the manifest has task {message.task!r}")
 

@@ -13,6 +13,7 @@ from celery import Celery
 from kombu import Queue
 
 from orchestrator.config import QueueGrouping
+from orchestrator.manifest import Manifest
 
 
 def queue_for(workflow: str, default_queue: str, grouping: QueueGrouping) -> str:
@@ -36,3 +37,15 @@ def configure_queues(
     app.conf.task_routes = task_routes
     app.conf.task_queues = [Queue(name, routing_key=name) for name in names]
     return names
+
+
+def routes_from_manifest(manifest: Manifest) -> dict[str, tuple[str, str]]:
+    """The generated routing table, rebuilt from a manifest (for processes that publish
+    without importing the generated task module)."""
+    routes: dict[str, tuple[str, str]] = {}
+    for wf in manifest.workflows.values():
+        routes[wf.orchestrator_task] = (wf.name, wf.orchestrator_queue)
+        for site in wf.steps:
+            if site.task and site.queue:
+                routes[site.task] = (wf.name, site.queue)
+    return routes

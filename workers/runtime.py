@@ -48,7 +48,9 @@ def _build(settings: Settings) -> Runtime:
     store = RunStore.from_url(settings.database_url)
     dispatcher = CeleryDispatcher(settings)
     # Renew at a third of the lease: two renewals can fail before another worker may take over.
-    keeper = HeartbeatKeeper(interval=min(settings.step_lease, settings.run_lease).total_seconds() / 3)
+    keeper = HeartbeatKeeper(
+        interval=min(settings.step_lease, settings.run_lease).total_seconds() / 3
+    )
     return Runtime(
         settings=settings,
         store=store,

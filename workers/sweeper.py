@@ -5,6 +5,7 @@ Concurrent sweepers are safe: each re-drive is a compare-and-set in the store.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from typing import Any
 
@@ -31,10 +32,8 @@ def main() -> None:
     import logging
 
     logging.basicConfig(level=logging.INFO)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         sweep_forever(threading.Event())
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":

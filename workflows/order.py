@@ -22,7 +22,11 @@ class PaymentDeclined(Exception):
 
 @rpc("inventory.reserve")
 def reserve_stock(data: dict[str, object]) -> dict[str, object]:
-    return {"reservation": f"r-{data['order_id']}", "sku": data["sku"], "quantity": data["quantity"]}
+    return {
+        "reservation": f"r-{data['order_id']}",
+        "sku": data["sku"],
+        "quantity": data["quantity"],
+    }
 
 
 @rpc("inventory.release")

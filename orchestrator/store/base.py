@@ -125,8 +125,9 @@ class RunStore(ABC):
         is finished, held under a live lease, or its run is finished."""
 
     @abstractmethod
-    def renew_step_lease(self, run_id: str, name: str, owner: str, lease_until: datetime) -> bool:
-        ...
+    def renew_step_lease(
+        self, run_id: str, name: str, owner: str, lease_until: datetime
+    ) -> bool: ...
 
     @abstractmethod
     def finish_step(

@@ -34,7 +34,8 @@ class _RunRow:
     def snapshot(self, with_steps: bool = True) -> Run:
         steps = sorted((r.step for r in self.steps.values()), key=lambda s: (s.seq, s.name))
         return self.run.model_copy(
-            deep=True, update={"steps": [s.model_copy(deep=True) for s in steps] if with_steps else []}
+            deep=True,
+            update={"steps": [s.model_copy(deep=True) for s in steps] if with_steps else []},
         )
 
     def lease_free(self, now: datetime) -> bool:
@@ -228,10 +229,10 @@ class MemoryStore(RunStore):
             out: list[StepRun] = []
             for _, srow in self._active_steps():
                 sent = srow.dispatched_at
-                if srow.step.status == StepStatus.SCHEDULED and sent is not None:
-                    if sent < older_than and len(out) < limit:
-                        srow.dispatched_at = now
-                        out.append(srow.step.model_copy(deep=True))
+                scheduled = srow.step.status == StepStatus.SCHEDULED
+                if scheduled and sent is not None and sent < older_than and len(out) < limit:
+                    srow.dispatched_at = now
+                    out.append(srow.step.model_copy(deep=True))
             return out
 
     def wake_due_timers(
@@ -242,10 +243,10 @@ class MemoryStore(RunStore):
             for row, srow in self._active_steps():
                 step = srow.step
                 due = step.wake_at is not None and step.wake_at <= due_before
-                if step.status == StepStatus.SLEEPING and due and row.requested == row.done:
-                    if len(woken) < limit:
-                        self.request_pass(row.run.id, now)
-                        woken.append(PassNeeded(row.run.id, row.run.workflow))
+                quiet = row.requested == row.done
+                if step.status == StepStatus.SLEEPING and due and quiet and len(woken) < limit:
+                    self.request_pass(row.run.id, now)
+                    woken.append(PassNeeded(row.run.id, row.run.workflow))
             return woken
 
     def runs_needing_pass(

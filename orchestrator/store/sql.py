@@ -31,7 +31,7 @@ def _error(text: str | None) -> ErrorInfo | None:
     return None if text is None else ErrorInfo.model_validate_json(text)
 
 
-def _step_from_row(row: Mapping[str, Any]) -> StepRun:
+def _step_from_row(row: Mapping[Any, Any]) -> StepRun:
     return StepRun(
         run_id=row["run_id"],
         name=row["name"],
@@ -51,7 +51,7 @@ def _step_from_row(row: Mapping[str, Any]) -> StepRun:
     )
 
 
-def _run_from_row(row: Mapping[str, Any], step_rows: Sequence[Mapping[str, Any]] = ()) -> Run:
+def _run_from_row(row: Mapping[Any, Any], step_rows: Sequence[Mapping[Any, Any]] = ()) -> Run:
     return Run(
         id=row["id"],
         workflow=row["workflow"],
@@ -272,7 +272,9 @@ class SqlStore(RunStore):
                     .where(
                         steps.c.run_id == run_id,
                         steps.c.name == step.name,
-                        steps.c.status.notin_([StepStatus.SUCCEEDED.value, StepStatus.FAILED.value]),
+                        steps.c.status.notin_(
+                            [StepStatus.SUCCEEDED.value, StepStatus.FAILED.value]
+                        ),
                     )
                     .values(**_step_values(step))
                 )

@@ -1,0 +1,321 @@
+"""One contract for every run store backend: memory, SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from orchestrator.errors import InvalidTransitionError, LeaseLostError, RunExistsError
+from orchestrator.models import ErrorInfo, Run, RunPatch, RunStatus, StepKind, StepRun, StepStatus
+from orchestrator.store import ClaimRefused, PassClaim, RunStore
+
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+LEASE = timedelta(seconds=30)
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunStore]:
+    if request.param == "memory":
+        url = "memory://"
+    elif request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'state.sqlite'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    s = RunStore.from_url(url)
+    yield s
+    s.close()
+
+
+def new_run(store: RunStore, run_id: str = "r1", workflow: str = "wf", at: datetime = T0) -> Run:
+    run = Run(
+        id=run_id,
+        workflow=workflow,
+        status=RunStatus.PENDING,
+        input={"email": "a@b.c", "n": [1, 2], "é": "ü"},
+        version="v1",
+        created_at=at,
+        updated_at=at,
+    )
+    store.create_run(run)
+    return run
+
+
+def remote(name: str, seq: int, status: StepStatus = StepStatus.SCHEDULED) -> StepRun:
+    return StepRun(
+        run_id="r1",
+        name=name,
+        kind=StepKind.REMOTE,
+        status=status,
+        seq=seq,
+        target="users.create",
+        task=f"wf.wf.{name}",
+        input={"x": seq},
+        created_at=T0,
+    )
+
+
+def claim(store: RunStore, owner: str = "p1", at: datetime = T0) -> PassClaim:
+    result = store.claim_run("r1", owner, at, at + LEASE)
+    assert isinstance(result, PassClaim), result
+    return result
+
+
+def test_create_get_and_round_trip_json(store: RunStore) -> None:
+    new_run(store)
+    run = store.get_run("r1")
+    assert run is not None
+    assert run.status is RunStatus.PENDING
+    assert run.input == {"email": "a@b.c", "n": [1, 2], "é": "ü"}
+    assert run.created_at == T0 and run.created_at.tzinfo is not None
+    assert run.steps == []
+    assert store.get_run("nope") is None
+
+
+def test_duplicate_run_id_is_refused(store: RunStore) -> None:
+    new_run(store)
+    with pytest.raises(RunExistsError):
+        new_run(store)
+
+
+def test_list_runs_filters_newest_first_without_steps(store: RunStore) -> None:
+    new_run(store, "r1", "a", T0)
+    new_run(store, "r2", "b", T0 + timedelta(seconds=1))
+    new_run(store, "r3", "a", T0 + timedelta(seconds=2))
+    assert [r.id for r in store.list_runs()] == ["r3", "r2", "r1"]
+    assert [r.id for r in store.list_runs(workflow="a")] == ["r3", "r1"]
+    assert [r.id for r in store.list_runs(status=RunStatus.RUNNING)] == []
+    assert [r.id for r in store.list_runs(limit=1)] == ["r3"]
+
+
+def test_claim_marks_running_and_excludes_a_second_pass(store: RunStore) -> None:
+    new_run(store)
+    first = claim(store)
+    assert first.run.status is RunStatus.RUNNING and first.run.started_at == T0
+    assert first.requested == 1
+    assert store.claim_run("r1", "p2", T0, T0 + LEASE) is ClaimRefused.BUSY
+    assert store.claim_run("missing", "p2", T0, T0 + LEASE) is ClaimRefused.MISSING
+
+
+def test_a_lapsed_pass_lease_can_be_taken_over(store: RunStore) -> None:
+    new_run(store)
+    claim(store, "p1")
+    later = T0 + LEASE + timedelta(seconds=1)
+    assert isinstance(store.claim_run("r1", "p2", later, later + LEASE), PassClaim)
+    with pytest.raises(LeaseLostError):
+        store.commit_pass("r1", "p1", later, later + LEASE, [remote("a", 0)])
+    run = store.get_run("r1")
+    assert run is not None and run.steps == []
+
+
+def test_commit_pass_writes_steps_patch_and_releases(store: RunStore) -> None:
+    new_run(store)
+    c = claim(store)
+    patch = RunPatch(status=RunStatus.PAUSED, waiting_for="step:a")
+    assert store.commit_pass("r1", "p1", T0, T0 + LEASE, [remote("a", 0)], patch, c.requested)
+    run = store.get_run("r1")
+    assert run is not None
+    assert (run.status, run.waiting_for) == (RunStatus.PAUSED, "step:a")
+    assert [(s.name, s.status, s.input) for s in run.steps] == [
+        ("a", StepStatus.SCHEDULED, {"x": 0})
+    ]
+    # Released: another pass may claim at once.
+    assert isinstance(store.claim_run("r1", "p2", T0, T0 + LEASE), PassClaim)
+
+
+def test_commit_pass_validates_the_transition(store: RunStore) -> None:
+    new_run(store)
+    claim(store)
+    with pytest.raises(InvalidTransitionError):
+        store.commit_pass("r1", "p1", T0, T0 + LEASE, patch=RunPatch(status=RunStatus.PENDING))
+
+
+def test_finished_runs_cannot_be_claimed(store: RunStore) -> None:
+    new_run(store)
+    c = claim(store)
+    done = RunPatch(status=RunStatus.COMPLETED, output={"ok": True}, completed_at=T0)
+    store.commit_pass("r1", "p1", T0, T0 + LEASE, patch=done, release=c.requested)
+    assert store.claim_run("r1", "p2", T0, T0 + LEASE) is ClaimRefused.FINISHED
+    run = store.get_run("r1")
+    assert run is not None and run.output == {"ok": True} and run.completed_at == T0
+
+
+def test_a_finished_step_is_never_overwritten(store: RunStore) -> None:
+    new_run(store)
+    claim(store)
+    done = remote("a", 0, StepStatus.SUCCEEDED).model_copy(update={"result": 1})
+    store.commit_pass("r1", "p1", T0, T0 + LEASE, [done])
+    store.commit_pass("r1", "p1", T0, T0 + LEASE, [remote("a", 0)])
+    step = store.get_step("r1", "a")
+    assert step is not None and (step.status, step.result) == (StepStatus.SUCCEEDED, 1)
+
+
+def test_news_during_a_pass_makes_its_release_report_unanswered(store: RunStore) -> None:
+    new_run(store)
+    c = claim(store)
+    store.commit_pass("r1", "p1", T0, T0 + LEASE, [remote("a", 0)])
+    assert store.claim_step("r1", "a", "w1", T0, T0 + LEASE) is not None
+    assert store.finish_step("r1", "a", T0, result={"id": 1})
+    patch = RunPatch(status=RunStatus.PAUSED, waiting_for="step:a")
+    assert not store.commit_pass("r1", "p1", T0, T0 + LEASE, patch=patch, release=c.requested)
+    # The lease is free and the unanswered request is visible to the sweeper.
+    later = T0 + timedelta(seconds=60)
+    needing = store.runs_needing_pass(later, later - timedelta(seconds=30))
+    assert [n.run_id for n in needing] == ["r1"]
+
+
+def test_step_claims_are_exclusive_and_count_attempts(store: RunStore) -> None:
+    new_run(store)
+    claim(store)
+    store.commit_pass("r1", "p1", T0, T0 + LEASE, [remote("a", 0)])
+    step = store.claim_step("r1", "a", "w1", T0, T0 + LEASE)
+    assert step is not None and step.attempts == 1 and step.input == {"x": 0}
+    assert step.status is StepStatus.RUNNING
+    assert store.claim_step("r1", "a", "w2", T0, T0 + LEASE) is None
+    assert store.renew_step_lease("r1", "a", "w1", T0 + 2 * LEASE)
+    assert not store.renew_step_lease("r1", "a", "w2", T0 + 2 * LEASE)
+    lapsed = T0 + 3 * LEASE
+    again = store.claim_step("r1", "a", "w2", lapsed, lapsed + LEASE)
+    assert again is not None and again.attempts == 2
+    assert store.claim_step("r1", "missing", "w2", lapsed, lapsed + LEASE) is None
+
+
+def test_finish_step_first_write_wins(store: RunStore) -> None:
+    new_run(store)
+    claim(store)
+    store.commit_pass("r1", "p1", T0, T0 + LEASE, [remote("a", 0)])
+    store.claim_step("r1", "a", "w1", T0, T0 + LEASE)
+    assert store.finish_step("r1", "a", T0, result={"v": 1})
+    error = ErrorInfo(type="ValueError", message="late", step="a")
+    assert not store.finish_step("r1", "a", T0, error=error)
+    step = store.get_step("r1", "a")
+    assert step is not None
+    assert (step.status, step.result, step.error) == (StepStatus.SUCCEEDED, {"v": 1}, None)
+    assert store.claim_step("r1", "a", "w3", T0, T0 + LEASE) is None
+
+
+def test_failed_step_keeps_its_error(store: RunStore) -> None:
+    new_run(store)
+    claim(store)
+    store.commit_pass("r1", "p1", T0, T0 + LEASE, [remote("a", 0)])
+    error = ErrorInfo(type="PaymentDeclined", message="no", step="a", traceback="tb")
+    assert store.finish_step("r1", "a", T0, error=error)
+    step = store.get_step("r1", "a")
+    assert step is not None and step.status is StepStatus.FAILED and step.error == error
+
+
+def test_steps_of_finished_runs_are_not_claimed(store: RunStore) -> None:
+    new_run(store)
+    c = claim(store)
+    store.commit_pass(
+        "r1",
+        "p1",
+        T0,
+        T0 + LEASE,
+        [remote("a", 0)],
+        RunPatch(status=RunStatus.CANCELLED, completed_at=T0),
+        c.requested,
+    )
+    assert store.claim_step("r1", "a", "w1", T0, T0 + LEASE) is None
+
+
+def test_sweeper_reclaims_lapsed_steps_once(store: RunStore) -> None:
+    new_run(store)
+    claim(store)
+    store.commit_pass("r1", "p1", T0, T0 + LEASE, [remote("a", 0), remote("b", 1)])
+    store.claim_step("r1", "a", "w1", T0, T0 + LEASE)
+    assert store.reclaim_lapsed_steps(T0 + LEASE / 2) == []
+    lapsed = T0 + 2 * LEASE
+    reclaimed = store.reclaim_lapsed_steps(lapsed)
+    assert [(s.name, s.status, s.task) for s in reclaimed] == [
+        ("a", StepStatus.SCHEDULED, "wf.wf.a")
+    ]
+    assert store.reclaim_lapsed_steps(lapsed) == []
+
+
+def test_sweeper_redispatches_stale_scheduled_steps_once_per_period(store: RunStore) -> None:
+    new_run(store)
+    claim(store)
+    store.commit_pass("r1", "p1", T0, T0 + LEASE, [remote("a", 0)])
+    assert store.stale_scheduled_steps(T0, T0 - LEASE) == []
+    later = T0 + 2 * LEASE
+    assert [s.name for s in store.stale_scheduled_steps(later, later - LEASE)] == ["a"]
+    assert store.stale_scheduled_steps(later, later - LEASE) == []
+
+
+def test_sweeper_wakes_due_timers(store: RunStore) -> None:
+    new_run(store)
+    c = claim(store)
+    sleep = StepRun(
+        run_id="r1",
+        name="nap",
+        kind=StepKind.SLEEP,
+        status=StepStatus.SLEEPING,
+        seq=0,
+        created_at=T0,
+        wake_at=T0 + timedelta(hours=2),
+    )
+    patch = RunPatch(status=RunStatus.PAUSED, waiting_for="timer:nap")
+    store.commit_pass("r1", "p1", T0, T0 + LEASE, [sleep], patch, c.requested)
+    assert store.wake_due_timers(T0, T0) == []
+    due = T0 + timedelta(hours=3)
+    assert [w.run_id for w in store.wake_due_timers(due, due)] == ["r1"]
+    # A request is now pending: not woken twice.
+    assert store.wake_due_timers(due, due) == []
+
+
+def test_runs_needing_pass_skips_held_runs_and_is_exclusive(store: RunStore) -> None:
+    new_run(store)  # created with one pass requested
+    assert store.runs_needing_pass(T0, T0) == []  # too recent
+    later = T0 + timedelta(minutes=5)
+    claim(store, "p1", later)
+    assert store.runs_needing_pass(later, later) == []  # held by a live pass
+    much_later = later + 2 * LEASE  # the pass died: its lease lapsed
+    assert [n.workflow for n in store.runs_needing_pass(much_later, much_later)] == ["wf"]
+    assert store.runs_needing_pass(much_later, much_later) == []
+
+
+def test_request_pass_ignores_finished_and_missing_runs(store: RunStore) -> None:
+    assert not store.request_pass("missing", T0)
+    new_run(store)
+    assert store.request_pass("r1", T0)
+
+
+def test_concurrent_claims_have_one_winner(store: RunStore) -> None:
+    new_run(store)
+    results: list[object] = []
+    barrier = threading.Barrier(8)
+
+    def attempt(i: int) -> None:
+        barrier.wait()
+        results.append(store.claim_run("r1", f"p{i}", T0, T0 + LEASE))
+
+    threads = [threading.Thread(target=attempt, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(isinstance(r, PassClaim) for r in results) == 1
+    assert all(r is ClaimRefused.BUSY for r in results if not isinstance(r, PassClaim))
+
+
+def test_concurrent_step_claims_have_one_winner(store: RunStore) -> None:
+    new_run(store)
+    claim(store)
+    store.commit_pass("r1", "p1", T0, T0 + LEASE, [remote("a", 0)])
+    results: list[StepRun | None] = []
+    barrier = threading.Barrier(8)
+
+    def attempt(i: int) -> None:
+        barrier.wait()
+        results.append(store.claim_step("r1", "a", f"w{i}", T0, T0 + LEASE))
+
+    threads = [threading.Thread(target=attempt, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(r is not None for r in results) == 1
