@@ -3,20 +3,16 @@ under CI=true, where every service must be up."""
 
 from __future__ import annotations
 
-import importlib
 import os
-import shutil
 import socket
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+from harness import REPO, import_fixture
 
-REPO = Path(__file__).resolve().parent.parent
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
 
@@ -69,36 +65,6 @@ def redis_url() -> Iterator[str]:
     finally:
         client.flushdb()
         client.close()
-
-
-def prebuild_fixture(package: str, root: Path) -> Path:
-    """Copy the fixture package under `root`, run the real prebuild on it (tasks module
-    `<package>_tasks`), and return `root` (to be put on sys.path / PYTHONPATH)."""
-    shutil.copytree(FIXTURES / package, root / package)
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "codegen",
-            "prebuild",
-            "--root",
-            str(root),
-            "--package",
-            package,
-            "--tasks-out",
-            f"{package}_tasks.py",
-        ],
-        check=True,
-        cwd=REPO,
-        capture_output=True,
-    )
-    return root
-
-
-def import_fixture(package: str, root: Path) -> object:
-    prebuild_fixture(package, root)
-    sys.path.insert(0, str(root))
-    return importlib.import_module(package)
 
 
 @pytest.fixture(scope="session", autouse=True)

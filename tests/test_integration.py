@@ -1,0 +1,229 @@
+"""End to end with real `celery worker` processes on Redis and PostgreSQL, and on the embedded
+default (SQLite state, SQLite broker)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from harness import REPO, WorkerProcess, prebuild_fixture, worker_env
+
+from orchestrator.client import WorkflowClient
+from orchestrator.config import Settings
+from orchestrator.dispatch import PassDispatch
+from orchestrator.manifest import installed
+from orchestrator.models import RunStatus, StepStatus
+from orchestrator.store import RunStore
+from workers.app import create_app
+from workers.dispatch import CeleryDispatcher
+from workers.routing import configure_queues, routes_from_manifest
+
+pytestmark = pytest.mark.integration
+
+# Short leases and sweeps, so that recovery is observable in seconds.
+FAST_RECOVERY = {
+    "WORKFLOW_STEP_LEASE": "3s",
+    "WORKFLOW_RUN_LEASE": "5s",
+    "WORKFLOW_SWEEP_INTERVAL": "1s",
+    "WORKFLOW_REDRIVE_AFTER": "5s",
+}
+
+
+class Cluster:
+    """Workers plus a client for one test, all pointed at the same broker and store."""
+
+    def __init__(self, tmp: Path, env: dict[str, str]) -> None:
+        self.tmp = tmp
+        self.env = env
+        settings = Settings.from_env(env)
+        self.store = RunStore.from_url(settings.database_url)
+        app = create_app(settings)
+        configure_queues(app, routes_from_manifest(installed()), settings.queue_grouping)
+        self.client = WorkflowClient(self.store, CeleryDispatcher(settings, app))
+        self.workers: list[WorkerProcess] = []
+
+    def worker(self, **kwargs: Any) -> WorkerProcess:
+        name = f"w{len(self.workers)}"
+        log = self.tmp / f"{name}.log"
+        worker = WorkerProcess(self.env, log, name=name, **kwargs).start()
+        self.workers.append(worker)
+        return worker
+
+    def logs(self) -> str:
+        return "\n".join(w.log.read_text(errors="replace")[-4000:] for w in self.workers)
+
+    def close(self) -> None:
+        for w in self.workers:
+            w.stop()
+        self.store.close()
+
+
+@pytest.fixture
+def services_env(postgres_url: str, redis_url: str, tmp_path: Path) -> dict[str, str]:
+    return worker_env(
+        WORKFLOW_DATABASE_URL=postgres_url,
+        WORKFLOW_BROKER_URL=redis_url,
+        WORKFLOW_HOME=str(tmp_path / "home"),
+    )
+
+
+@pytest.fixture
+def examples(services_env: dict[str, str], tmp_path: Path) -> Iterator[Cluster]:
+    import workflows  # noqa: F401  (the examples, prebuilt by the session fixture)
+
+    cluster = Cluster(tmp_path, services_env)
+    yield cluster
+    cluster.close()
+
+
+@pytest.fixture(scope="module")
+def chaos_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = prebuild_fixture("chaosflows", tmp_path_factory.mktemp("chaos"))
+    sys.path.insert(0, str(root))
+    import chaosflows  # noqa: F401
+
+    return root
+
+
+@pytest.fixture
+def chaos(services_env: dict[str, str], chaos_root: Path, tmp_path: Path) -> Iterator[Cluster]:
+    env = {
+        **services_env,
+        **FAST_RECOVERY,
+        "PYTHONPATH": f"{chaos_root}:{services_env['PYTHONPATH']}",
+        "WORKFLOW_TASKS_MODULE": "chaosflows_tasks",
+        "WORKFLOW_PACKAGE": "chaosflows",
+        "CHAOS_LEDGER": str(tmp_path / "ledger.txt"),
+    }
+    cluster = Cluster(tmp_path, env)
+    yield cluster
+    cluster.close()
+
+
+def ledger(cluster: Cluster) -> Counter[tuple[str, str]]:
+    path = Path(cluster.env["CHAOS_LEDGER"])
+    lines = path.read_text().splitlines() if path.exists() else []
+    return Counter((line.split()[1], line.split()[2]) for line in lines)
+
+
+def wait_for(cluster: Cluster, run_id: str, timeout: float = 60) -> Any:
+    try:
+        return cluster.client.wait_for_run(run_id, timeout=timeout)
+    except TimeoutError:
+        pytest.fail(f"run did not finish; worker logs:\n{cluster.logs()}")
+
+
+def test_examples_end_to_end_on_redis_and_postgres(examples: Cluster) -> None:
+    examples.worker()
+    onboarding = examples.client.start("onboarding", {"email": "ada@example.eu"})
+    order = {"order_id": "o-1", "sku": "BOOK", "quantity": 1, "amount_cents": 999}
+    paid = examples.client.start("order", {**order, "card": "4242424242424242"})
+    declined = examples.client.start("order", {**order, "card": "4000000000000002"})
+
+    run = wait_for(examples, onboarding)
+    assert run.status is RunStatus.COMPLETED, run.error
+    assert run.output["tax_rate"] == 0.2 and run.output["user_id"].startswith("u_")
+    assert [(s.name, s.kind.value, s.status.value, s.attempts) for s in run.steps] == [
+        ("createUser", "remote", "succeeded", 1),
+        ("calcTax", "inline", "succeeded", 1),
+        ("cooldown", "sleep", "succeeded", 0),
+        ("sendEmail", "remote", "succeeded", 1),
+    ]
+    cooldown = run.step("cooldown")
+    assert cooldown.completed_at and cooldown.started_at
+    assert (cooldown.completed_at - cooldown.started_at).total_seconds() >= 2
+
+    run = wait_for(examples, paid)
+    assert run.status is RunStatus.COMPLETED
+    assert run.output == {"charge_id": "ch-o-1", "tracking": "TRACK-o-1"}
+
+    run = wait_for(examples, declined)
+    assert run.status is RunStatus.FAILED
+    assert run.error is not None and run.error.step == "chargeCard"
+    assert "PaymentDeclined: card declined" in run.error.message
+    assert [s.name for s in run.steps] == ["reserveStock", "chargeCard", "releaseStock"]
+    assert run.step("releaseStock").status is StepStatus.SUCCEEDED
+
+
+def test_cli_starts_and_shows_runs(examples: Cluster) -> None:
+    examples.worker()
+    cli = [sys.executable, "-m", "orchestrator"]
+    started = subprocess.run(
+        [*cli, "start", "onboarding", "--input", '{"email": "cli@example.com"}', "--wait"],
+        env=examples.env, cwd=REPO, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    assert "status    completed" in started.stdout
+    assert "createUser" in started.stdout and "rpc users.create" in started.stdout
+    listed = subprocess.run(
+        [*cli, "runs", "list", "--workflow", "onboarding", "--json"],
+        env=examples.env, cwd=REPO, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    runs = json.loads(listed.stdout)
+    assert [r["status"] for r in runs] == ["completed"]
+    shown = subprocess.run(
+        [*cli, "runs", "show", runs[0]["id"]],
+        env=examples.env, cwd=REPO, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert shown.returncode == 0 and "sendEmail" in shown.stdout
+    bad = subprocess.run(
+        [*cli, "start", "onboarding", "--input", '{"mail": 1}'],
+        env=examples.env, cwd=REPO, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert bad.returncode == 2 and "email" in bad.stderr and "Field required" in bad.stderr
+    assert len(examples.client.list_runs()) == 1  # the invalid start stored nothing
+
+
+def test_sigkill_mid_step_loses_no_run_and_records_every_step_once(chaos: Cluster) -> None:
+    first = chaos.worker(concurrency=1)
+    run_id = chaos.client.start("chain", {"steps": 3, "slow_step": 1, "slow_seconds": 30})
+    deadline = time.monotonic() + 30
+    while ledger(chaos)[("work-1", "start")] == 0:
+        assert time.monotonic() < deadline, chaos.logs()
+        time.sleep(0.05)
+    first.kill()  # mid-step: work-1 has started and will never end in this worker
+    # With Redis, the message the dead worker held comes back only after the visibility
+    # timeout (1 h); the step's lease lapses in seconds and the sweeper re-drives it.
+    restarted = time.monotonic()
+    chaos.worker(concurrency=1)
+    run = wait_for(chaos, run_id, timeout=120)
+    assert time.monotonic() - restarted < 60
+    assert run.status is RunStatus.COMPLETED, run.error
+    assert run.output == {"total": 6.0}
+    assert [(s.name, s.status.value) for s in run.steps] == [
+        ("work-0", "succeeded"),
+        ("work-1", "succeeded"),
+        ("work-2", "succeeded"),
+    ]
+    assert [s.attempts for s in run.steps] == [1, 2, 1]
+    seen = ledger(chaos)
+    # Side effects: the killed attempt started but never ended; every step ended exactly once.
+    assert seen[("work-1", "start")] == 2
+    assert [seen[(f"work-{i}", "end")] for i in range(3)] == [1, 1, 1]
+
+
+def test_racing_orchestrator_passes_never_schedule_a_step_twice(chaos: Cluster) -> None:
+    chaos.worker(concurrency=2)
+    chaos.worker(concurrency=2)
+    run_ids = [chaos.client.start("chain", {"steps": 6}) for _ in range(3)]
+    # Flood every run with duplicate orchestrator messages while it progresses: four worker
+    # processes run passes of the same run at the same moment.
+    for _ in range(10):
+        chaos.client.dispatcher.dispatch(
+            [PassDispatch(r, "chain") for r in run_ids for _ in range(4)]
+        )
+        time.sleep(0.02)
+    runs = [wait_for(chaos, r) for r in run_ids]
+    assert all(r.status is RunStatus.COMPLETED for r in runs), [r.error for r in runs]
+    assert all(s.attempts == 1 for r in runs for s in r.steps)
+    seen = ledger(chaos)
+    for i in range(6):
+        assert seen[(f"work-{i}", "start")] == 3  # once per run
+        assert seen[(f"work-{i}", "end")] == 3
