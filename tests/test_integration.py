@@ -52,7 +52,7 @@ class Cluster:
     def worker(self, **kwargs: Any) -> WorkerProcess:
         name = f"w{len(self.workers)}"
         log = self.tmp / f"{name}.log"
-        worker = WorkerProcess(self.env, log, name=name, **kwargs).start()
+        worker = WorkerProcess(self.env, log, name=name, cwd=REPO, **kwargs).start()
         self.workers.append(worker)
         return worker
 

@@ -137,23 +137,16 @@ class SqlStore(RunStore):
         except IntegrityError:
             raise RunExistsError(f"a run with id {run.id!r} already exists") from None
 
-    def _load(self, conn: sa.Connection, run_id: str) -> tuple[Run, int] | None:
-        row = conn.execute(runs.select().where(runs.c.id == run_id)).mappings().first()
-        if row is None:
-            return None
-        step_rows = (
-            conn.execute(
-                steps.select().where(steps.c.run_id == run_id).order_by(steps.c.seq, steps.c.name)
-            )
-            .mappings()
-            .all()
-        )
-        return _run_from_row(row, step_rows), row["requested"]
+    @staticmethod
+    def _step_rows(conn: sa.Connection, run_id: str) -> Sequence[Mapping[Any, Any]]:
+        # All of a run's steps in one query: a pass never reads step by step.
+        query = steps.select().where(steps.c.run_id == run_id).order_by(steps.c.seq, steps.c.name)
+        return conn.execute(query).mappings().all()
 
     def get_run(self, run_id: str) -> Run | None:
         with self._read() as conn:
-            loaded = self._load(conn, run_id)
-        return loaded[0] if loaded else None
+            row = conn.execute(runs.select().where(runs.c.id == run_id)).mappings().first()
+            return _run_from_row(row, self._step_rows(conn, run_id)) if row else None
 
     def list_runs(
         self, workflow: str | None = None, status: RunStatus | None = None, limit: int = 100
@@ -176,23 +169,28 @@ class SqlStore(RunStore):
         self, run_id: str, owner: str, now: datetime, lease_until: datetime
     ) -> PassClaim | ClaimRefused:
         with self._write() as conn:
-            taken = conn.execute(
-                runs.update()
-                .where(
-                    runs.c.id == run_id,
-                    runs.c.status.in_([s.value for s in claimable()]),
-                    self._lease_free(now),
+            row = (
+                conn.execute(
+                    runs.update()
+                    .where(
+                        runs.c.id == run_id,
+                        runs.c.status.in_([s.value for s in claimable()]),
+                        self._lease_free(now),
+                    )
+                    .values(
+                        lease_owner=owner,
+                        lease_until=lease_until,
+                        status=RunStatus.RUNNING.value,
+                        waiting_for=None,
+                        started_at=sa.func.coalesce(runs.c.started_at, now),
+                        updated_at=now,
+                    )
+                    .returning(*runs.c)
                 )
-                .values(
-                    lease_owner=owner,
-                    lease_until=lease_until,
-                    status=RunStatus.RUNNING.value,
-                    waiting_for=None,
-                    started_at=sa.func.coalesce(runs.c.started_at, now),
-                    updated_at=now,
-                )
-            ).rowcount
-            if not taken:
+                .mappings()
+                .first()
+            )
+            if row is None:
                 status = conn.execute(
                     sa.select(runs.c.status).where(runs.c.id == run_id)
                 ).scalar_one_or_none()
@@ -201,9 +199,8 @@ class SqlStore(RunStore):
                 if RunStatus(status) not in claimable():
                     return ClaimRefused.FINISHED
                 return ClaimRefused.BUSY
-            loaded = self._load(conn, run_id)
-        assert loaded is not None
-        return PassClaim(*loaded)
+            step_rows = self._step_rows(conn, run_id)
+        return PassClaim(_run_from_row(row, step_rows), row["requested"])
 
     def commit_pass(
         self,
@@ -226,19 +223,36 @@ class SqlStore(RunStore):
                 error=patch.error.model_dump_json() if patch.error else None,
                 completed_at=patch.completed_at,
             )
+        if release is not None:
+            values.update(lease_owner=None, lease_until=None, done=release)
         with self._write() as conn:
-            if not conn.execute(query.values(**values)).rowcount:
-                self._explain_refused_commit(conn, run_id, owner, patch)
-            self._upsert_steps(conn, run_id, steps, now)
-            if release is None:
-                return False
+            # This UPDATE is also the fence: it matches only while `owner` holds the lease.
             requested = conn.execute(
-                runs.update()
-                .where(runs.c.id == run_id, runs.c.lease_owner == owner)
-                .values(lease_owner=None, lease_until=None, done=release)
-                .returning(runs.c.requested)
-            ).scalar_one()
-            return bool(requested == release)
+                query.values(**values).returning(runs.c.requested)
+            ).scalar_one_or_none()
+            if requested is None:
+                self._explain_refused_commit(conn, run_id, owner, patch)
+            if steps:
+                conn.execute(
+                    self._upsert_steps(), [_step_values(s) | {"dispatched_at": now} for s in steps]
+                )
+        return release is not None and requested == release
+
+    def _upsert_steps(self) -> sa.Executable:
+        """INSERT steps; on a name already recorded, overwrite it unless it has finished."""
+        raise NotImplementedError
+
+    @staticmethod
+    def _upsert_set(excluded: Any) -> dict[str, Any]:
+        keep = {"run_id", "name", "created_at"}
+        return {c.name: excluded[c.name] for c in steps.c if c.name not in keep}
+
+    @staticmethod
+    def _unfinished() -> sa.ColumnElement[bool]:
+        # Plain comparisons, not NOT IN: expanding parameters cannot be used in executemany.
+        return sa.and_(
+            steps.c.status != StepStatus.SUCCEEDED.value, steps.c.status != StepStatus.FAILED.value
+        )
 
     def _explain_refused_commit(
         self, conn: sa.Connection, run_id: str, owner: str, patch: RunPatch | None
@@ -249,35 +263,6 @@ class SqlStore(RunStore):
         if row is None or row.lease_owner != owner or patch is None:
             raise LeaseLostError(f"run {run_id!r} is no longer held by this pass")
         raise InvalidTransitionError(row.status, patch.status.value)
-
-    def _upsert_steps(
-        self, conn: sa.Connection, run_id: str, new: Sequence[StepRun], now: datetime
-    ) -> None:
-        if not new:
-            return
-        existing = set(
-            conn.execute(
-                sa.select(steps.c.name).where(
-                    steps.c.run_id == run_id, steps.c.name.in_([s.name for s in new])
-                )
-            ).scalars()
-        )
-        inserts = [_step_values(s) | {"dispatched_at": now} for s in new if s.name not in existing]
-        if inserts:
-            conn.execute(steps.insert(), inserts)
-        for step in new:
-            if step.name in existing:
-                conn.execute(
-                    steps.update()
-                    .where(
-                        steps.c.run_id == run_id,
-                        steps.c.name == step.name,
-                        steps.c.status.notin_(
-                            [StepStatus.SUCCEEDED.value, StepStatus.FAILED.value]
-                        ),
-                    )
-                    .values(**_step_values(step))
-                )
 
     def renew_run_lease(self, run_id: str, owner: str, lease_until: datetime) -> bool:
         with self._write() as conn:

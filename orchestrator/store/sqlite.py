@@ -9,8 +9,10 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.dialects.sqlite import insert
 
 from .sql import SqlStore
+from .tables import steps
 
 
 class SqliteStore(SqlStore):
@@ -46,3 +48,11 @@ class SqliteStore(SqlStore):
             conn.execution_options(sqlite_immediate=True)
             with conn.begin():
                 yield conn
+
+    def _upsert_steps(self) -> sa.Executable:
+        stmt = insert(steps)
+        return stmt.on_conflict_do_update(
+            index_elements=[steps.c.run_id, steps.c.name],
+            set_=self._upsert_set(stmt.excluded),
+            where=self._unfinished(),
+        )

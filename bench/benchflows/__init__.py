@@ -1,0 +1,3 @@
+"""The benchmarked workflow (prebuilt into bench/ by `python -m bench`)."""
+
+from benchflows._generated import *  # noqa: F403
