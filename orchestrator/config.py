@@ -54,13 +54,14 @@ class Settings:
                 f"WORKFLOW_QUEUES must be one of {', '.join(_GROUPINGS)}, not {grouping!r}"
             )
         try:
-            poll = float(env.get("WORKFLOW_BROKER_POLL_INTERVAL", "0.05"))
+            poll = float(env.get("WORKFLOW_BROKER_POLL_INTERVAL", "0.02"))
         except ValueError:
             raise ConfigurationError("WORKFLOW_BROKER_POLL_INTERVAL must be seconds") from None
         return cls(
             home=home,
             database_url=env.get("WORKFLOW_DATABASE_URL") or f"sqlite:///{home / 'state.sqlite'}",
-            broker_url=env.get("WORKFLOW_BROKER_URL") or f"sqla+sqlite:///{home / 'broker.sqlite'}",
+            # The embedded broker (workers/fs_transport.py): message files under home/broker.
+            broker_url=env.get("WORKFLOW_BROKER_URL") or "localfs://",
             package=env.get("WORKFLOW_PACKAGE", "workflows"),
             tasks_module=env.get("WORKFLOW_TASKS_MODULE", "workers.generated"),
             queue_grouping=grouping,

@@ -8,12 +8,16 @@ from celery import Celery
 
 from orchestrator.config import Settings
 
+from . import fs_transport
+
 
 def broker_options(settings: Settings) -> dict[str, Any]:
-    if settings.embedded_broker:
-        settings.home.mkdir(parents=True, exist_ok=True)
-        # Server-less transports poll; the default 1 s poll would add a second to every hop.
-        return {"polling_interval": settings.broker_poll_interval}
+    if settings.broker_url.startswith(f"{fs_transport.SCHEME}://"):
+        # A server-less transport polls: its default 1 s would add a second to every hop.
+        return {
+            **fs_transport.folder_options(settings.home / "broker"),
+            "polling_interval": settings.broker_poll_interval,
+        }
     return {}
 
 
