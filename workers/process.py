@@ -68,7 +68,9 @@ class WorkerProcess:
         """Warm shutdown, then SIGKILL if it takes too long."""
         if self.proc is None or self.proc.poll() is not None:
             return
-        os.killpg(self.proc.pid, signal.SIGTERM)
+        # The main process only: it shuts its pool down itself (signalling the whole group
+        # would kill the pool children under it and slow the shutdown).
+        self.proc.send_signal(signal.SIGTERM)
         try:
             self.proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
