@@ -15,6 +15,7 @@ from harness import REPO, import_fixture
 
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
+RABBITMQ_URL = os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
 
 
 def _reachable(host: str, port: int) -> bool:
@@ -78,3 +79,9 @@ def repo_prebuild() -> None:
 @pytest.fixture(scope="session")
 def engineflows(tmp_path_factory: pytest.TempPathFactory) -> object:
     return import_fixture("engineflows", tmp_path_factory.mktemp("engineflows"))
+
+
+@pytest.fixture
+def rabbitmq_url() -> str:
+    require_service("RabbitMQ", "127.0.0.1", 5672)
+    return RABBITMQ_URL

@@ -66,18 +66,23 @@ class Cluster:
         self.store.close()
 
 
-@pytest.fixture(params=["redis+postgres", "embedded"])
-def services_env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
-    """Redis broker and PostgreSQL store, or the embedded default: SQLite state and the
-    `localfs://` broker under WORKFLOW_HOME, no server at all."""
+@pytest.fixture(params=["redis+postgres", "rabbitmq+postgres", "embedded"])
+def services_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """Redis or RabbitMQ with PostgreSQL, or the embedded default: SQLite state and the
+    `localfs://` broker under WORKFLOW_HOME, no server at all. Only the URLs differ."""
     home = str(tmp_path / "home")
     if request.param == "embedded":
-        return worker_env(WORKFLOW_HOME=home)
-    return worker_env(
+        yield worker_env(WORKFLOW_HOME=home)
+        return
+    broker = request.getfixturevalue(request.param.split("+")[0] + "_url")
+    env = worker_env(
         WORKFLOW_DATABASE_URL=request.getfixturevalue("postgres_url"),
-        WORKFLOW_BROKER_URL=request.getfixturevalue("redis_url"),
+        WORKFLOW_BROKER_URL=broker,
         WORKFLOW_HOME=home,
     )
+    yield env
+    if broker.startswith("amqp"):
+        purge_rabbitmq(broker)
 
 
 @pytest.fixture
@@ -111,6 +116,20 @@ def chaos(services_env: dict[str, str], chaos_root: Path, tmp_path: Path) -> Ite
     cluster = Cluster(tmp_path, env)
     yield cluster
     cluster.close()
+
+
+def purge_rabbitmq(url: str) -> None:
+    """RabbitMQ keeps durable queues between tests: leave no messages for the next one."""
+    from amqp.exceptions import NotFound
+    from kombu import Connection
+
+    with Connection(url) as conn:
+        channel = conn.channel()
+        for queue in {q for _, q in routes_from_manifest(installed()).values()}:
+            try:
+                channel.queue_purge(queue)
+            except NotFound:  # never declared; the error closed the channel
+                channel = conn.channel()
 
 
 def ledger(cluster: Cluster) -> Counter[tuple[str, str]]:
@@ -234,3 +253,23 @@ def test_racing_orchestrator_passes_never_schedule_a_step_twice(chaos: Cluster) 
     for i in range(6):
         assert seen[(f"work-{i}", "start")] == 3  # once per run
         assert seen[(f"work-{i}", "end")] == 3
+
+
+def test_a_durable_sleep_survives_its_worker_being_killed(chaos: Cluster) -> None:
+    first = chaos.worker(concurrency=1)
+    run_id = chaos.client.start("napper", {})
+    deadline = time.monotonic() + 30
+    while chaos.client.get_run(run_id).waiting_for != "timer:nap":
+        assert time.monotonic() < deadline, chaos.logs()
+        time.sleep(0.05)
+    # The wake-up (a countdown message) may be held by this worker: kill it with the timer.
+    first.kill()
+    chaos.worker(concurrency=1)
+    run = wait_for(chaos, run_id, timeout=60)
+    assert run.status is RunStatus.COMPLETED, run.error
+    nap = run.step("nap")
+    assert nap.completed_at is not None and nap.wake_at is not None
+    assert nap.completed_at >= nap.wake_at
+    # Woken by the new worker's sweeper soon after it was due, not an hour later.
+    assert (nap.completed_at - nap.wake_at).total_seconds() < 15
+    assert [ledger(chaos)[(name, "end")] for name in ("before", "after")] == [1, 1]
