@@ -148,6 +148,17 @@ def default_client() -> WorkflowClient:
     return _default[1]
 
 
+def _after_fork_in_child() -> None:
+    # Forking servers (gunicorn, Celery's pool) must not reuse the parent's connections.
+    global _default
+    if _default is not None:
+        _default[1].store.detach_after_fork()
+    _default = None
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def set_default_client(client: WorkflowClient | None) -> None:
     """Replace the default client (tests, in-process runs); None rebuilds it from the env."""
     global _default

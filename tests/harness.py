@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from workers.process import WorkerProcess
 
-__all__ = ["REPO", "WorkerProcess", "import_fixture", "prebuild_fixture", "worker_env"]
+__all__ = ["REPO", "WorkerProcess", "import_fixture", "prebuild_fixture", "run_ruff", "worker_env"]
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -54,3 +57,17 @@ def worker_env(**overrides: str) -> dict[str, str]:
     )
     env.update(overrides)
     return env
+
+
+def run_ruff(root: Path, files: list[str]) -> None:
+    if importlib.util.find_spec("ruff") is None:
+        pytest.skip("ruff is not installed")
+    for command in (["check", "--no-cache"], ["format", "--check", "--diff", "--no-cache"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "ruff", *command, *files],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 0, f"ruff {command[0]}:\n{done.stdout}{done.stderr}"

@@ -5,7 +5,6 @@ Set UPDATE_GOLDEN=1 to rewrite tests/golden/codegen_pkg/ from the current output
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -13,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from harness import run_ruff
 
 from codegen import prebuild, render, scan
 from codegen.cli import main
@@ -143,20 +143,6 @@ def make_lint_sandbox(root: Path, outputs: dict[str, str], modules: list[str]) -
         path.touch()
     for rel, text in outputs.items():
         (root / rel).write_text(text)
-
-
-def run_ruff(root: Path, files: list[str]) -> None:
-    if importlib.util.find_spec("ruff") is None:
-        pytest.skip("ruff is not installed")
-    for command in (["check", "--no-cache"], ["format", "--check", "--diff", "--no-cache"]):
-        done = subprocess.run(
-            [sys.executable, "-m", "ruff", *command, *files],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        assert done.returncode == 0, f"ruff {command[0]}:\n{done.stdout}{done.stderr}"
 
 
 def test_generated_python_passes_ruff(project: Path, tmp_path: Path) -> None:

@@ -6,11 +6,10 @@ import ast
 import hashlib
 import importlib.util
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from harness import run_ruff
 
 from codegen import RpcDef, ScanResult, StepCall, WorkflowDef, render, steps_version
 from codegen.pysource import identifier, py_str
@@ -160,15 +159,7 @@ def assert_ruff_clean(tmp_path: Path, scanned: ScanResult) -> None:
     outputs = render(scanned)
     make_lint_sandbox(tmp_path, outputs, scanned.modules)
     files = [rel for rel in outputs if rel.endswith(".py")]
-    for command in (["check", "--no-cache"], ["format", "--check", "--diff", "--no-cache"]):
-        done = subprocess.run(
-            [sys.executable, "-m", "ruff", *command, *files],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        assert done.returncode == 0, f"ruff {command[0]}:\n{done.stdout}{done.stderr}"
+    run_ruff(tmp_path, files)
 
 
 def test_ruff_clean_with_nothing_to_generate(tmp_path: Path) -> None:

@@ -319,3 +319,23 @@ def test_concurrent_step_claims_have_one_winner(store: RunStore) -> None:
     for t in threads:
         t.join()
     assert sum(r is not None for r in results) == 1
+
+
+def test_a_forked_child_gets_its_own_connections(store: RunStore) -> None:
+    """The parent's pooled connections survive a child that detaches them and exits."""
+    import os
+
+    new_run(store)
+    assert store.get_run("r1") is not None  # a pooled connection now exists
+    pid = os.fork()
+    if pid == 0:  # the child: detach, use and close its own connections, exit
+        ok = False
+        try:
+            store.detach_after_fork()
+            ok = store.get_run("r1") is not None
+            store.close()  # had it kept the parent's connections, this would end them
+        finally:
+            os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert store.get_run("r1") is not None  # the parent's pooled connection still works

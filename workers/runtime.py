@@ -36,6 +36,19 @@ _runtime: tuple[int, Runtime] | None = None
 _lock = threading.Lock()
 
 
+def _after_fork_in_child() -> None:
+    # The pool forks replacement children while the main process's sweeper thread may hold
+    # `_lock` or the store's connections: start the child with neither.
+    global _lock, _runtime
+    _lock = threading.Lock()
+    if _runtime is not None:
+        _runtime[1].store.detach_after_fork()
+    _runtime = None
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def runtime() -> Runtime:
     global _runtime
     with _lock:

@@ -174,3 +174,7 @@ class RunStore(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
+
+    def detach_after_fork(self) -> None:  # noqa: B027 - optional hook
+        """In a forked child: drop the parent's connections without closing them (closing
+        would end the parent's sessions on the sockets both processes share)."""

@@ -6,7 +6,6 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 
 from .sql import SqlStore
-from .tables import steps
 
 # Any fixed key: serializes concurrent schema creation by workers starting together.
 _SCHEMA_LOCK_KEY = 0x5746_4C4F
@@ -21,6 +20,8 @@ def normalize_url(url: str) -> str:
 
 
 class PostgresStore(SqlStore):
+    dialect_insert = staticmethod(insert)
+
     def __init__(self, url: str) -> None:
         # No pool_pre_ping: it costs a round trip per checkout (several per step). A connection
         # that went stale fails its one operation; that message is re-driven like any other.
@@ -29,11 +30,3 @@ class PostgresStore(SqlStore):
 
     def _lock_schema(self, conn: sa.Connection) -> None:
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK_KEY})
-
-    def _upsert_steps(self) -> sa.Executable:
-        stmt = insert(steps)
-        return stmt.on_conflict_do_update(
-            index_elements=[steps.c.run_id, steps.c.name],
-            set_=self._upsert_set(stmt.excluded),
-            where=self._unfinished(),
-        )

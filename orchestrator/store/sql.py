@@ -8,7 +8,7 @@ step pins no connection (a lesson from Postgres-backed peers whose run locks lef
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -113,6 +113,9 @@ class SqlStore(RunStore):
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def detach_after_fork(self) -> None:
+        self.engine.dispose(close=False)
 
     # -- runs ------------------------------------------------------------------------------
 
@@ -238,9 +241,18 @@ class SqlStore(RunStore):
                 )
         return release is not None and requested == release
 
+    # The dialect's INSERT construct; SQLite's and PostgreSQL's both offer
+    # ON CONFLICT DO UPDATE ... WHERE, which makes the step upsert one statement.
+    dialect_insert: Callable[[sa.Table], Any]
+
     def _upsert_steps(self) -> sa.Executable:
         """INSERT steps; on a name already recorded, overwrite it unless it has finished."""
-        raise NotImplementedError
+        stmt = self.dialect_insert(steps)
+        return stmt.on_conflict_do_update(  # type: ignore[no-any-return]
+            index_elements=[steps.c.run_id, steps.c.name],
+            set_=self._upsert_set(stmt.excluded),
+            where=self._unfinished(),
+        )
 
     @staticmethod
     def _upsert_set(excluded: Any) -> dict[str, Any]:

@@ -12,10 +12,11 @@ from sqlalchemy import event
 from sqlalchemy.dialects.sqlite import insert
 
 from .sql import SqlStore
-from .tables import steps
 
 
 class SqliteStore(SqlStore):
+    dialect_insert = staticmethod(insert)
+
     def __init__(self, url: str) -> None:
         database = sa.make_url(url).database
         if database and database != ":memory:":
@@ -48,11 +49,3 @@ class SqliteStore(SqlStore):
             conn.execution_options(sqlite_immediate=True)
             with conn.begin():
                 yield conn
-
-    def _upsert_steps(self) -> sa.Executable:
-        stmt = insert(steps)
-        return stmt.on_conflict_do_update(
-            index_elements=[steps.c.run_id, steps.c.name],
-            set_=self._upsert_set(stmt.excluded),
-            where=self._unfinished(),
-        )
