@@ -72,6 +72,18 @@ class StepFailedError(WorkflowError):
         self.message = message
 
 
+class EventTimeout(StepFailedError):
+    """`wait_for_event` timed out before the event arrived."""
+
+
+class StepTimeoutError(WorkflowError):
+    """A step attempt ran longer than its `timeout=`; retry policies see it like any error."""
+
+
+class RunFinishedError(WorkflowError):
+    """The run has already finished (an event, cancel or resume cannot apply to it)."""
+
+
 class NonDeterminismError(WorkflowError):
     """Replay reached a different step than the run's history recorded at that point."""
 
@@ -91,6 +103,15 @@ class RunTimeoutError(WorkflowError, TimeoutError):
 
 class LeaseLostError(WorkflowError):
     """Another worker took over the run or step this worker was processing."""
+
+
+class WorkflowCancelled(BaseException):
+    """Raised at the first unfinished step of a run being cancelled; `finally` blocks run and
+    may still take inline steps. Not an `Exception`, so `except Exception` lets it through."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class WorkflowAsyncException(BaseException):

@@ -9,6 +9,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from .retry import StepPolicy
+
 
 class RunStatus(StrEnum):
     PENDING = "pending"
@@ -23,12 +25,16 @@ class StepKind(StrEnum):
     REMOTE = "remote"
     INLINE = "inline"
     SLEEP = "sleep"
+    EVENT = "event"  # ctx.wait_for_event
+    CHILD = "child"  # ctx.start_child
+    MARKER = "marker"  # ctx.patched: records which code path a run took
 
 
 class StepStatus(StrEnum):
     SCHEDULED = "scheduled"  # recorded, its task published (or about to be: the row is the outbox)
     RUNNING = "running"  # claimed by a worker holding a lease
-    SLEEPING = "sleeping"  # a durable timer not yet due
+    SLEEPING = "sleeping"  # a durable timer not yet due (or an inline step's retry delay)
+    WAITING = "waiting"  # for an external event or a child run
     SUCCEEDED = "succeeded"
     FAILED = "failed"
 
@@ -46,6 +52,8 @@ class ErrorInfo(BaseModel):
     message: str
     step: str | None = None
     traceback: str | None = None
+    # The error's class and base class names: retry policies match on any of them.
+    types: list[str] = []
 
     @classmethod
     def from_exception(cls, exc: BaseException, step: str | None = None) -> ErrorInfo:
@@ -54,7 +62,11 @@ class ErrorInfo(BaseModel):
             message=str(exc),
             step=step,
             traceback="".join(traceback.format_exception(exc)),
+            types=[c.__name__ for c in type(exc).__mro__ if c not in (object, BaseException)],
         )
+
+    def is_a(self, names: frozenset[str]) -> bool:
+        return bool(names & {self.type, *self.types})
 
 
 class StepRun(BaseModel):
@@ -71,6 +83,8 @@ class StepRun(BaseModel):
     result: Any = None
     error: ErrorInfo | None = None
     attempts: int = 0
+    errors: list[ErrorInfo] = []  # each failed attempt's error, oldest first
+    policy: StepPolicy | None = None  # retry, timeout, on_error, as given at the call site
     created_at: datetime
     started_at: datetime | None = None
     completed_at: datetime | None = None
@@ -94,6 +108,10 @@ class Run(BaseModel):
     output: Any = None
     error: ErrorInfo | None = None
     version: str | None = None  # the manifest's hash of the workflow's steps when the run began
+    parent_run_id: str | None = None  # set on child runs
+    parent_step: str | None = None
+    parent_workflow: str | None = None
+    cancel_requested: str | None = None  # the reason, once cancel_run() was called
     created_at: datetime
     started_at: datetime | None = None
     completed_at: datetime | None = None
@@ -105,6 +123,16 @@ class Run(BaseModel):
             if s.name == name:
                 return s
         raise KeyError(name)
+
+
+class Event(BaseModel):
+    """An external event sent to a run, kept until a `wait_for_event` consumes it."""
+
+    id: int
+    run_id: str
+    name: str
+    payload: Any = None
+    created_at: datetime
 
 
 class RunPatch(BaseModel):

@@ -15,7 +15,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from ..errors import ConfigurationError
-from ..models import ErrorInfo, Run, RunPatch, RunStatus, StepRun
+from ..models import ErrorInfo, Event, Run, RunPatch, RunStatus, StepRun
 
 
 @dataclass(frozen=True)
@@ -102,8 +102,13 @@ class RunStore(ABC):
         steps: Sequence[StepRun] = (),
         patch: RunPatch | None = None,
         release: int | None = None,
+        *,
+        children: Sequence[Run] = (),
+        consumed: Sequence[tuple[int, str]] = (),
     ) -> bool:
-        """Atomically: upsert `steps` (a finished step is never overwritten), apply `patch`
+        """Atomically: upsert `steps` (a finished step is never overwritten), create the
+        `children` runs not created yet, mark `consumed` events (id, by step), apply `patch`
+        (a finishing child run also finishes its parent's step and requests a parent pass),
         and renew the lease; if `release` (the request count the pass answered) is given,
         give the lease up and return whether every request was answered (False: another pass
         is needed). `LeaseLostError` if `owner` no longer holds the run."""
@@ -130,6 +135,19 @@ class RunStore(ABC):
     ) -> bool: ...
 
     @abstractmethod
+    def retry_step(
+        self,
+        run_id: str,
+        name: str,
+        owner: str,
+        now: datetime,
+        error: ErrorInfo,
+        retry_at: datetime,
+    ) -> bool:
+        """Record a failed attempt and put the step back to scheduled, not to be claimed before
+        `retry_at`. Only the attempt's owner may; False otherwise."""
+
+    @abstractmethod
     def finish_step(
         self,
         run_id: str,
@@ -138,11 +156,40 @@ class RunStore(ABC):
         result: object = None,
         error: ErrorInfo | None = None,
     ) -> bool:
-        """Record a step's outcome, first write wins, and request a pass of its run in the
-        same transaction. False if the step was already finished."""
+        """Record a step's outcome (an error is also appended to its attempt errors), first
+        write wins, and request a pass of its run in the same transaction. False if the step
+        was already finished."""
 
     @abstractmethod
     def get_step(self, run_id: str, name: str) -> StepRun | None: ...
+
+    # -- events and control ----------------------------------------------------------------
+
+    @abstractmethod
+    def add_event(self, run_id: str, name: str, payload: object, now: datetime) -> str:
+        """Keep an event for the run and request a pass; return the run's workflow.
+        `RunNotFoundError` / `RunFinishedError` otherwise."""
+
+    @abstractmethod
+    def pending_events(self, run_id: str) -> list[Event]:
+        """The run's events not consumed yet, oldest first."""
+
+    @abstractmethod
+    def request_cancel(self, run_id: str, reason: str, now: datetime) -> list[PassNeeded]:
+        """Flag the run and its unfinished descendants for cancellation and request a pass of
+        each; returned so the caller dispatches them. `RunNotFoundError` /
+        `RunFinishedError` if the run is missing or finished."""
+
+    @abstractmethod
+    def resume_run(self, run_id: str, now: datetime) -> Run:
+        """Move a failed or cancelled run back to pending, forget its failed and unfinished
+        steps (succeeded ones stay cached), and request a pass. `InvalidTransitionError` from
+        any other status."""
+
+    @abstractmethod
+    def fork_run(self, run_id: str, new_id: str, from_step: str, now: datetime) -> Run:
+        """A new pending run of the same workflow and input, starting with copies of the
+        original's finished steps that come before `from_step`."""
 
     # -- recovery (the sweeper) ------------------------------------------------------------
 
@@ -155,15 +202,17 @@ class RunStore(ABC):
     def stale_scheduled_steps(
         self, now: datetime, older_than: datetime, limit: int = 100
     ) -> list[StepRun]:
-        """Scheduled steps last dispatched before `older_than` (their message may never have
-        reached the broker); their dispatch time is bumped to `now` and they are returned."""
+        """Scheduled steps that are due (no retry delay pending) and either last dispatched
+        before `older_than` (the message may never have reached the broker) or not dispatched
+        since their retry delay ended; their dispatch time is bumped to `now` and they are
+        returned."""
 
     @abstractmethod
     def wake_due_timers(
         self, now: datetime, due_before: datetime, limit: int = 100
     ) -> list[PassNeeded]:
-        """Request a pass for runs with a sleeping step due before `due_before` and no request
-        pending; returned so the caller dispatches them."""
+        """Request a pass for runs with a timer (a sleep, an inline retry delay, an event
+        timeout) due before `due_before` and no request pending; returned to be dispatched."""
 
     @abstractmethod
     def runs_needing_pass(

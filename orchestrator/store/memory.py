@@ -7,9 +7,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from ..errors import LeaseLostError, RunExistsError
-from ..models import ErrorInfo, Run, RunPatch, RunStatus, StepRun, StepStatus
-from ..states import TERMINAL, claimable, transition
+from ..errors import (
+    InvalidTransitionError,
+    LeaseLostError,
+    RunExistsError,
+    RunFinishedError,
+    RunNotFoundError,
+)
+from ..models import ErrorInfo, Event, Run, RunPatch, RunStatus, StepRun, StepStatus
+from ..states import TERMINAL, can_transition, claimable, transition
 from .base import ClaimRefused, PassClaim, PassNeeded, RunStore
 
 
@@ -30,6 +36,7 @@ class _RunRow:
     requested: int = 1
     done: int = 0
     requested_at: datetime | None = None
+    events: list[tuple[Event, str | None]] = field(default_factory=list)  # (event, consumed_by)
 
     def snapshot(self, with_steps: bool = True) -> Run:
         steps = sorted((r.step for r in self.steps.values()), key=lambda s: (s.seq, s.name))
@@ -46,6 +53,7 @@ class MemoryStore(RunStore):
     def __init__(self) -> None:
         self._runs: dict[str, _RunRow] = {}
         self._lock = threading.RLock()
+        self._event_ids = 0
 
     def create_run(self, run: Run) -> None:
         with self._lock:
@@ -106,9 +114,24 @@ class MemoryStore(RunStore):
         steps: Sequence[StepRun] = (),
         patch: RunPatch | None = None,
         release: int | None = None,
+        *,
+        children: Sequence[Run] = (),
+        consumed: Sequence[tuple[int, str]] = (),
     ) -> bool:
         with self._lock:
             row = self._held(run_id, owner)
+            if patch is not None and not can_transition(row.run.status, patch.status):
+                raise InvalidTransitionError(row.run.status.value, patch.status.value)
+            for child in children:
+                if child.id not in self._runs:
+                    self.create_run(child)
+            for event_id, by in consumed:
+                row.events = [
+                    (e, by if e.id == event_id and taken is None else taken)
+                    for e, taken in row.events
+                ]
+            if patch is not None and patch.status in TERMINAL and row.run.parent_run_id:
+                self._finish_parent_step(row.run, patch, now)
             for step in steps:
                 existing = row.steps.get(step.name)
                 if existing is None:
@@ -159,6 +182,8 @@ class MemoryStore(RunStore):
             lapsed = srow.lease_until is not None and srow.lease_until < now
             if not (status == StepStatus.SCHEDULED or (status == StepStatus.RUNNING and lapsed)):
                 return None
+            if srow.step.wake_at is not None and srow.step.wake_at > now:
+                return None  # a retry is not taken before its delay ends
             srow.lease_owner, srow.lease_until = owner, lease_until
             srow.step.status = StepStatus.RUNNING
             srow.step.attempts += 1
@@ -177,6 +202,26 @@ class MemoryStore(RunStore):
         row = self._runs.get(run_id)
         return row.steps.get(name) if row else None
 
+    def retry_step(
+        self,
+        run_id: str,
+        name: str,
+        owner: str,
+        now: datetime,
+        error: ErrorInfo,
+        retry_at: datetime,
+    ) -> bool:
+        with self._lock:
+            srow = self._step_row(run_id, name)
+            if srow is None or srow.lease_owner != owner or srow.step.status != StepStatus.RUNNING:
+                return False
+            srow.step.status = StepStatus.SCHEDULED
+            srow.step.errors = [*srow.step.errors, error]
+            srow.step.wake_at = retry_at
+            srow.lease_owner = srow.lease_until = None
+            srow.dispatched_at = now
+            return True
+
     def finish_step(
         self,
         run_id: str,
@@ -187,8 +232,10 @@ class MemoryStore(RunStore):
     ) -> bool:
         with self._lock:
             srow = self._step_row(run_id, name)
-            if srow is None or srow.step.status.finished:
+            if srow is None or srow.step.status not in (StepStatus.SCHEDULED, StepStatus.RUNNING):
                 return False
+            if error is not None:
+                srow.step.errors = [*srow.step.errors, error]
             srow.step.status = StepStatus.FAILED if error else StepStatus.SUCCEEDED
             srow.step.result = None if error else result
             srow.step.error = error
@@ -210,6 +257,109 @@ class MemoryStore(RunStore):
             for srow in row.steps.values()
         ]
 
+    def _finish_parent_step(self, child: Run, patch: RunPatch, now: datetime) -> None:
+        assert child.parent_run_id is not None and child.parent_step is not None
+        srow = self._step_row(child.parent_run_id, child.parent_step)
+        if srow is None or srow.step.status != StepStatus.WAITING:
+            return
+        if patch.status is RunStatus.COMPLETED:
+            srow.step.status, srow.step.result = StepStatus.SUCCEEDED, patch.output
+        else:
+            cause = patch.error.message if patch.error else patch.status.value
+            kind = "Cancelled" if patch.status is RunStatus.CANCELLED else "Failed"
+            srow.step.status = StepStatus.FAILED
+            srow.step.error = ErrorInfo(
+                type=f"ChildWorkflow{kind}",
+                message=f"child run {child.id} {patch.status.value}: {cause}",
+                step=child.parent_step,
+            )
+        srow.step.completed_at = now
+        self.request_pass(child.parent_run_id, now)
+
+    def _active(self, run_id: str) -> _RunRow:
+        row = self._runs.get(run_id)
+        if row is None:
+            raise RunNotFoundError(run_id)
+        if row.run.status in TERMINAL:
+            raise RunFinishedError(f"run {run_id} has already {row.run.status.value}")
+        return row
+
+    def add_event(self, run_id: str, name: str, payload: object, now: datetime) -> str:
+        with self._lock:
+            row = self._active(run_id)
+            self._event_ids += 1
+            event = Event(
+                id=self._event_ids, run_id=run_id, name=name, payload=payload, created_at=now
+            )
+            row.events.append((event, None))
+            self.request_pass(run_id, now)
+            return row.run.workflow
+
+    def pending_events(self, run_id: str) -> list[Event]:
+        with self._lock:
+            row = self._runs.get(run_id)
+            return [e.model_copy() for e, taken in row.events if taken is None] if row else []
+
+    def request_cancel(self, run_id: str, reason: str, now: datetime) -> list[PassNeeded]:
+        with self._lock:
+            self._active(run_id)
+            flagged: list[PassNeeded] = []
+            frontier = [run_id]
+            while frontier:
+                for rid in frontier:
+                    row = self._runs[rid]
+                    row.run.cancel_requested = reason
+                    self.request_pass(rid, now)
+                    flagged.append(PassNeeded(rid, row.run.workflow))
+                frontier = [
+                    r.run.id
+                    for r in self._runs.values()
+                    if r.run.parent_run_id in frontier and r.run.status not in TERMINAL
+                ]
+            return flagged
+
+    def resume_run(self, run_id: str, now: datetime) -> Run:
+        with self._lock:
+            row = self._runs.get(run_id)
+            if row is None:
+                raise RunNotFoundError(run_id)
+            row.run.status = transition(row.run.status, RunStatus.PENDING)
+            row.run.waiting_for = row.run.output = row.run.error = None
+            row.run.completed_at = row.run.cancel_requested = None
+            row.run.updated_at = now
+            row.steps = {
+                name: srow
+                for name, srow in row.steps.items()
+                if srow.step.status == StepStatus.SUCCEEDED
+            }
+            self.request_pass(run_id, now)
+            return row.snapshot()
+
+    def fork_run(self, run_id: str, new_id: str, from_step: str, now: datetime) -> Run:
+        with self._lock:
+            source = self._runs.get(run_id)
+            if source is None:
+                raise RunNotFoundError(run_id)
+            if from_step not in source.steps:
+                known = ", ".join(source.steps) or "none"
+                raise RunNotFoundError(f"{run_id} has no step {from_step!r} (its steps: {known})")
+            cut = source.steps[from_step].step.seq
+            fork = Run(
+                id=new_id,
+                workflow=source.run.workflow,
+                status=RunStatus.PENDING,
+                input=source.run.input,
+                version=source.run.version,
+                created_at=now,
+                updated_at=now,
+            )
+            self.create_run(fork)
+            for srow in source.steps.values():
+                if srow.step.seq < cut and srow.step.status.finished:
+                    copy = srow.step.model_copy(deep=True, update={"run_id": new_id})
+                    self._runs[new_id].steps[copy.name] = _StepRow(copy, dispatched_at=now)
+            return self._runs[new_id].snapshot()
+
     def reclaim_lapsed_steps(self, now: datetime, limit: int = 100) -> list[StepRun]:
         with self._lock:
             out: list[StepRun] = []
@@ -228,9 +378,13 @@ class MemoryStore(RunStore):
         with self._lock:
             out: list[StepRun] = []
             for _, srow in self._active_steps():
-                sent = srow.dispatched_at
+                sent, wake = srow.dispatched_at, srow.step.wake_at
                 scheduled = srow.step.status == StepStatus.SCHEDULED
-                if scheduled and sent is not None and sent < older_than and len(out) < limit:
+                due = wake is None or wake <= now
+                late = sent is not None and (
+                    sent < older_than or (wake is not None and sent < wake)
+                )
+                if scheduled and due and late and len(out) < limit:
                     srow.dispatched_at = now
                     out.append(srow.step.model_copy(deep=True))
             return out
@@ -244,7 +398,8 @@ class MemoryStore(RunStore):
                 step = srow.step
                 due = step.wake_at is not None and step.wake_at <= due_before
                 quiet = row.requested == row.done
-                if step.status == StepStatus.SLEEPING and due and quiet and len(woken) < limit:
+                timer = step.status in (StepStatus.SLEEPING, StepStatus.WAITING)
+                if timer and due and quiet and len(woken) < limit:
                     self.request_pass(row.run.id, now)
                     woken.append(PassNeeded(row.run.id, row.run.workflow))
             return woken

@@ -20,76 +20,17 @@ from ..errors import InvalidTransitionError, LeaseLostError, RunExistsError
 from ..models import ErrorInfo, Run, RunPatch, RunStatus, StepRun, StepStatus
 from ..serialization import dumps, loads
 from ..states import TERMINAL, claimable, sources_of
-from .base import ClaimRefused, PassClaim, PassNeeded, RunStore
-from .tables import metadata, runs, steps
+from .base import ClaimRefused, PassClaim, RunStore
+from .rows import run_from_row, run_values, step_from_row, step_values
+from .sql_control import SqlControl
+from .sql_recovery import SqlRecovery
+from .tables import events, metadata, runs, steps
 
 _TERMINAL = [s.value for s in TERMINAL]
 _UNFINISHED_REMOTE = [StepStatus.SCHEDULED.value, StepStatus.RUNNING.value]
 
 
-def _error(text: str | None) -> ErrorInfo | None:
-    return None if text is None else ErrorInfo.model_validate_json(text)
-
-
-def _step_from_row(row: Mapping[Any, Any]) -> StepRun:
-    return StepRun(
-        run_id=row["run_id"],
-        name=row["name"],
-        kind=row["kind"],
-        status=row["status"],
-        seq=row["seq"],
-        target=row["target"],
-        task=row["task"],
-        input=loads(row["input"]),
-        result=loads(row["result"]),
-        error=_error(row["error"]),
-        attempts=row["attempts"],
-        created_at=row["created_at"],
-        started_at=row["started_at"],
-        completed_at=row["completed_at"],
-        wake_at=row["wake_at"],
-    )
-
-
-def _run_from_row(row: Mapping[Any, Any], step_rows: Sequence[Mapping[Any, Any]] = ()) -> Run:
-    return Run(
-        id=row["id"],
-        workflow=row["workflow"],
-        status=row["status"],
-        waiting_for=row["waiting_for"],
-        input=loads(row["input"]),
-        output=loads(row["output"]),
-        error=_error(row["error"]),
-        version=row["version"],
-        created_at=row["created_at"],
-        started_at=row["started_at"],
-        completed_at=row["completed_at"],
-        updated_at=row["updated_at"],
-        steps=[_step_from_row(s) for s in step_rows],
-    )
-
-
-def _step_values(step: StepRun) -> dict[str, Any]:
-    return {
-        "run_id": step.run_id,
-        "name": step.name,
-        "seq": step.seq,
-        "kind": step.kind.value,
-        "status": step.status.value,
-        "target": step.target,
-        "task": step.task,
-        "input": dumps(step.input),
-        "result": None if step.result is None else dumps(step.result),
-        "error": step.error.model_dump_json() if step.error else None,
-        "attempts": step.attempts,
-        "created_at": step.created_at,
-        "started_at": step.started_at,
-        "completed_at": step.completed_at,
-        "wake_at": step.wake_at,
-    }
-
-
-class SqlStore(RunStore):
+class SqlStore(SqlControl, SqlRecovery, RunStore):
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
         with self._write() as conn:
@@ -122,21 +63,7 @@ class SqlStore(RunStore):
     def create_run(self, run: Run) -> None:
         try:
             with self._write() as conn:
-                conn.execute(
-                    runs.insert().values(
-                        id=run.id,
-                        workflow=run.workflow,
-                        status=run.status.value,
-                        waiting_for=run.waiting_for,
-                        input=dumps(run.input),
-                        version=run.version,
-                        created_at=run.created_at,
-                        updated_at=run.updated_at,
-                        requested=1,
-                        done=0,
-                        requested_at=run.created_at,
-                    )
-                )
+                conn.execute(runs.insert().values(run_values(run)))
         except IntegrityError:
             raise RunExistsError(f"a run with id {run.id!r} already exists") from None
 
@@ -149,7 +76,7 @@ class SqlStore(RunStore):
     def get_run(self, run_id: str) -> Run | None:
         with self._read() as conn:
             row = conn.execute(runs.select().where(runs.c.id == run_id)).mappings().first()
-            return _run_from_row(row, self._step_rows(conn, run_id)) if row else None
+            return run_from_row(row, self._step_rows(conn, run_id)) if row else None
 
     def list_runs(
         self, workflow: str | None = None, status: RunStatus | None = None, limit: int = 100
@@ -160,7 +87,7 @@ class SqlStore(RunStore):
         if status is not None:
             query = query.where(runs.c.status == RunStatus(status).value)
         with self._read() as conn:
-            return [_run_from_row(r) for r in conn.execute(query).mappings()]
+            return [run_from_row(r) for r in conn.execute(query).mappings()]
 
     # -- passes ----------------------------------------------------------------------------
 
@@ -203,7 +130,7 @@ class SqlStore(RunStore):
                     return ClaimRefused.FINISHED
                 return ClaimRefused.BUSY
             step_rows = self._step_rows(conn, run_id)
-        return PassClaim(_run_from_row(row, step_rows), row["requested"])
+        return PassClaim(run_from_row(row, step_rows), row["requested"])
 
     def commit_pass(
         self,
@@ -214,6 +141,9 @@ class SqlStore(RunStore):
         steps: Sequence[StepRun] = (),
         patch: RunPatch | None = None,
         release: int | None = None,
+        *,
+        children: Sequence[Run] = (),
+        consumed: Sequence[tuple[int, str]] = (),
     ) -> bool:
         values: dict[str, Any] = {"lease_until": lease_until, "updated_at": now}
         query = runs.update().where(runs.c.id == run_id, runs.c.lease_owner == owner)
@@ -230,14 +160,36 @@ class SqlStore(RunStore):
             values.update(lease_owner=None, lease_until=None, done=release)
         with self._write() as conn:
             # This UPDATE is also the fence: it matches only while `owner` holds the lease.
-            requested = conn.execute(
-                query.values(**values).returning(runs.c.requested)
-            ).scalar_one_or_none()
-            if requested is None:
+            held = (
+                conn.execute(
+                    query.values(**values).returning(
+                        runs.c.requested, runs.c.parent_run_id, runs.c.parent_step
+                    )
+                )
+                .mappings()
+                .first()
+            )
+            if held is None:
                 self._explain_refused_commit(conn, run_id, owner, patch)
+            assert held is not None
+            requested = held["requested"]
+            for child in children:
+                exists = sa.select(runs.c.id).where(runs.c.id == child.id)
+                if conn.execute(exists).first() is None:
+                    conn.execute(runs.insert().values(run_values(child)))
+            for event_id, step_name in consumed:
+                conn.execute(
+                    events.update()
+                    .where(events.c.id == event_id, events.c.consumed_by.is_(None))
+                    .values(consumed_by=step_name)
+                )
+            if patch is not None and patch.status in TERMINAL and held["parent_run_id"]:
+                self._finish_parent_step(
+                    conn, held["parent_run_id"], held["parent_step"], run_id, patch, now
+                )
             if steps:
                 conn.execute(
-                    self._upsert_steps(), [_step_values(s) | {"dispatched_at": now} for s in steps]
+                    self._upsert_steps(), [step_values(s) | {"dispatched_at": now} for s in steps]
                 )
         return release is not None and requested == release
 
@@ -265,6 +217,40 @@ class SqlStore(RunStore):
         return sa.and_(
             steps.c.status != StepStatus.SUCCEEDED.value, steps.c.status != StepStatus.FAILED.value
         )
+
+    def _finish_parent_step(
+        self,
+        conn: sa.Connection,
+        parent_id: str,
+        parent_step: str,
+        child_id: str,
+        patch: RunPatch,
+        now: datetime,
+    ) -> None:
+        error = None
+        if patch.status is not RunStatus.COMPLETED:
+            cause = patch.error.message if patch.error else patch.status.value
+            kind = "Cancelled" if patch.status is RunStatus.CANCELLED else "Failed"
+            error = ErrorInfo(
+                type=f"ChildWorkflow{kind}",
+                message=f"child run {child_id} {patch.status.value}: {cause}",
+                step=parent_step,
+            )
+        if conn.execute(
+            steps.update()
+            .where(
+                steps.c.run_id == parent_id,
+                steps.c.name == parent_step,
+                steps.c.status == StepStatus.WAITING.value,
+            )
+            .values(
+                status=(StepStatus.FAILED if error else StepStatus.SUCCEEDED).value,
+                result=None if error or patch.output is None else dumps(patch.output),
+                error=error.model_dump_json() if error else None,
+                completed_at=now,
+            )
+        ).rowcount:
+            self._request_pass(conn, parent_id, now)
 
     def _explain_refused_commit(
         self, conn: sa.Connection, run_id: str, owner: str, patch: RunPatch | None
@@ -319,6 +305,8 @@ class SqlStore(RunStore):
                                 steps.c.lease_until < now,
                             ),
                         ),
+                        # A retry is not taken before its delay ends.
+                        sa.or_(steps.c.wake_at.is_(None), steps.c.wake_at <= now),
                         run_active,
                     )
                     .values(
@@ -333,7 +321,7 @@ class SqlStore(RunStore):
                 .mappings()
                 .first()
             )
-        return _step_from_row(row) if row else None
+        return step_from_row(row) if row else None
 
     def renew_step_lease(self, run_id: str, name: str, owner: str, lease_until: datetime) -> bool:
         with self._write() as conn:
@@ -350,6 +338,42 @@ class SqlStore(RunStore):
                 ).rowcount
             )
 
+    def _errors_with(self, conn: sa.Connection, run_id: str, name: str, error: ErrorInfo) -> str:
+        current = conn.execute(
+            sa.select(steps.c.errors).where(steps.c.run_id == run_id, steps.c.name == name)
+        ).scalar_one_or_none()
+        return dumps([*(loads(current) or []), error.model_dump(mode="json")])
+
+    def retry_step(
+        self,
+        run_id: str,
+        name: str,
+        owner: str,
+        now: datetime,
+        error: ErrorInfo,
+        retry_at: datetime,
+    ) -> bool:
+        with self._write() as conn:
+            return bool(
+                conn.execute(
+                    steps.update()
+                    .where(
+                        steps.c.run_id == run_id,
+                        steps.c.name == name,
+                        steps.c.status == StepStatus.RUNNING.value,
+                        steps.c.lease_owner == owner,
+                    )
+                    .values(
+                        status=StepStatus.SCHEDULED.value,
+                        errors=self._errors_with(conn, run_id, name, error),
+                        wake_at=retry_at,
+                        lease_owner=None,
+                        lease_until=None,
+                        dispatched_at=now,
+                    )
+                ).rowcount
+            )
+
     def finish_step(
         self,
         run_id: str,
@@ -359,6 +383,7 @@ class SqlStore(RunStore):
         error: ErrorInfo | None = None,
     ) -> bool:
         with self._write() as conn:
+            extra = {"errors": self._errors_with(conn, run_id, name, error)} if error else {}
             recorded = conn.execute(
                 steps.update()
                 .where(
@@ -373,6 +398,7 @@ class SqlStore(RunStore):
                     completed_at=now,
                     lease_owner=None,
                     lease_until=None,
+                    **extra,
                 )
             ).rowcount
             if recorded:
@@ -386,103 +412,4 @@ class SqlStore(RunStore):
                 .mappings()
                 .first()
             )
-        return _step_from_row(row) if row else None
-
-    # -- recovery --------------------------------------------------------------------------
-
-    def _active_steps(self, *where: sa.ColumnElement[bool]) -> sa.Select[Any]:
-        return (
-            sa.select(steps)
-            .join(runs, runs.c.id == steps.c.run_id)
-            .where(runs.c.status.notin_(_TERMINAL), *where)
-        )
-
-    def reclaim_lapsed_steps(self, now: datetime, limit: int = 100) -> list[StepRun]:
-        lapsed = (steps.c.status == StepStatus.RUNNING.value, steps.c.lease_until < now)
-        out: list[StepRun] = []
-        with self._write() as conn:
-            for row in conn.execute(self._active_steps(*lapsed).limit(limit)).mappings().all():
-                if conn.execute(
-                    steps.update()
-                    .where(steps.c.run_id == row["run_id"], steps.c.name == row["name"], *lapsed)
-                    .values(
-                        status=StepStatus.SCHEDULED.value,
-                        lease_owner=None,
-                        lease_until=None,
-                        dispatched_at=now,
-                    )
-                ).rowcount:
-                    out.append(_step_from_row({**row, "status": StepStatus.SCHEDULED.value}))
-        return out
-
-    def stale_scheduled_steps(
-        self, now: datetime, older_than: datetime, limit: int = 100
-    ) -> list[StepRun]:
-        out: list[StepRun] = []
-        stale = (steps.c.status == StepStatus.SCHEDULED.value, steps.c.dispatched_at < older_than)
-        with self._write() as conn:
-            for row in conn.execute(self._active_steps(*stale).limit(limit)).mappings().all():
-                if conn.execute(
-                    steps.update()
-                    .where(
-                        steps.c.run_id == row["run_id"],
-                        steps.c.name == row["name"],
-                        steps.c.dispatched_at == row["dispatched_at"],
-                        *stale,
-                    )
-                    .values(dispatched_at=now)
-                ).rowcount:
-                    out.append(_step_from_row(row))
-        return out
-
-    def wake_due_timers(
-        self, now: datetime, due_before: datetime, limit: int = 100
-    ) -> list[PassNeeded]:
-        quiet = runs.c.requested == runs.c.done
-        due = (
-            sa.select(steps.c.run_id, runs.c.workflow)
-            .join(runs, runs.c.id == steps.c.run_id)
-            .where(
-                steps.c.status == StepStatus.SLEEPING.value,
-                steps.c.wake_at <= due_before,
-                runs.c.status.notin_(_TERMINAL),
-                quiet,
-            )
-            .distinct()
-            .limit(limit)
-        )
-        woken: list[PassNeeded] = []
-        with self._write() as conn:
-            for run_id, workflow in conn.execute(due).all():
-                if conn.execute(
-                    runs.update()
-                    .where(runs.c.id == run_id, quiet)
-                    .values(requested=runs.c.requested + 1, requested_at=now)
-                ).rowcount:
-                    woken.append(PassNeeded(run_id, workflow))
-        return woken
-
-    def runs_needing_pass(
-        self, now: datetime, older_than: datetime, limit: int = 100
-    ) -> list[PassNeeded]:
-        pending = (
-            runs.c.requested > runs.c.done,
-            runs.c.requested_at < older_than,
-            runs.c.status.notin_(_TERMINAL),
-            self._lease_free(now),
-        )
-        out: list[PassNeeded] = []
-        with self._write() as conn:
-            rows = conn.execute(
-                sa.select(runs.c.id, runs.c.workflow, runs.c.requested_at)
-                .where(*pending)
-                .limit(limit)
-            ).all()
-            for row in rows:
-                if conn.execute(
-                    runs.update()
-                    .where(runs.c.id == row.id, runs.c.requested_at == row.requested_at, *pending)
-                    .values(requested_at=now)
-                ).rowcount:
-                    out.append(PassNeeded(row.id, row.workflow))
-        return out
+        return step_from_row(row) if row else None

@@ -42,6 +42,10 @@ runs = sa.Table(
     sa.Column("output", sa.Text),
     sa.Column("error", sa.Text),
     sa.Column("version", sa.String(64)),
+    sa.Column("parent_run_id", sa.String(64)),
+    sa.Column("parent_step", sa.String(300)),
+    sa.Column("parent_workflow", sa.String(200)),
+    sa.Column("cancel_requested", sa.Text),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("started_at", UTCDateTime),
     sa.Column("completed_at", UTCDateTime),
@@ -57,6 +61,7 @@ runs = sa.Table(
     sa.Index("ix_wf_runs_workflow_created", "workflow", "created_at"),
     sa.Index("ix_wf_runs_status_created", "status", "created_at"),
     sa.Index("ix_wf_runs_requested_at", "requested_at"),
+    sa.Index("ix_wf_runs_parent", "parent_run_id"),
 )
 
 steps = sa.Table(
@@ -73,6 +78,8 @@ steps = sa.Table(
     sa.Column("result", sa.Text),
     sa.Column("error", sa.Text),
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("errors", sa.Text),  # JSON list: each failed attempt's error
+    sa.Column("policy", sa.Text),  # JSON StepPolicy: retry, timeout, on_error
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("started_at", UTCDateTime),
     sa.Column("completed_at", UTCDateTime),
@@ -84,4 +91,16 @@ steps = sa.Table(
     sa.Index("ix_wf_steps_status_lease", "status", "lease_until"),
     sa.Index("ix_wf_steps_status_wake", "status", "wake_at"),
     sa.Index("ix_wf_steps_status_dispatched", "status", "dispatched_at"),
+)
+
+events = sa.Table(
+    "wf_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(64), sa.ForeignKey("wf_runs.id", ondelete="CASCADE")),
+    sa.Column("name", sa.String(300), nullable=False),
+    sa.Column("payload", sa.Text),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("consumed_by", sa.String(300)),  # the wait step that took it
+    sa.Index("ix_wf_events_run", "run_id", "consumed_by"),
 )
