@@ -9,7 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.errors import InvalidTransitionError, LeaseLostError, RunExistsError
+from orchestrator.errors import (
+    InvalidTransitionError,
+    LeaseLostError,
+    RunExistsError,
+    RunFinishedError,
+    RunNotFoundError,
+)
 from orchestrator.models import ErrorInfo, Run, RunPatch, RunStatus, StepKind, StepRun, StepStatus
 from orchestrator.store import ClaimRefused, PassClaim, RunStore
 
@@ -339,3 +345,167 @@ def test_a_forked_child_gets_its_own_connections(store: RunStore) -> None:
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert store.get_run("r1") is not None  # the parent's pooled connection still works
+
+
+# -- issue 3: retries, events, cancel, resume, fork, children -----------------------------
+
+
+def scheduled_and_claimed(store: RunStore, name: str = "a") -> StepRun:
+    new_run(store)
+    claim(store)
+    store.commit_pass("r1", "p1", T0, T0 + LEASE, [remote(name, 0)])
+    step = store.claim_step("r1", name, "w1", T0, T0 + LEASE)
+    assert step is not None
+    return step
+
+
+def test_retry_step_records_the_error_and_waits_for_the_delay(store: RunStore) -> None:
+    scheduled_and_claimed(store)
+    error = ErrorInfo(type="ConnectionError", message="down", step="a")
+    retry_at = T0 + timedelta(seconds=10)
+    assert not store.retry_step("r1", "a", "not-the-owner", T0, error, retry_at)
+    assert store.retry_step("r1", "a", "w1", T0, error, retry_at)
+    step = store.get_step("r1", "a")
+    assert step is not None
+    assert (step.status, step.errors, step.wake_at) == (StepStatus.SCHEDULED, [error], retry_at)
+    assert store.claim_step("r1", "a", "w2", T0, T0 + LEASE) is None  # too early
+    assert store.stale_scheduled_steps(T0, T0) == []
+    later = retry_at + timedelta(seconds=1)
+    assert [s.name for s in store.stale_scheduled_steps(later, T0)] == ["a"]  # due, unsent
+    again = store.claim_step("r1", "a", "w2", later, later + LEASE)
+    assert again is not None and again.attempts == 2
+    final = ErrorInfo(type="ConnectionError", message="still down", step="a")
+    assert store.finish_step("r1", "a", later, error=final)
+    step = store.get_step("r1", "a")
+    assert step is not None and step.errors == [error, final] and step.error == final
+
+
+def test_events_are_kept_until_consumed(store: RunStore) -> None:
+    new_run(store)
+    assert store.add_event("r1", "approval", {"ok": True}, T0) == "wf"
+    store.add_event("r1", "approval", {"ok": False}, T0)
+    store.add_event("r1", "other", None, T0)
+    pending = store.pending_events("r1")
+    assert [(e.name, e.payload) for e in pending] == [
+        ("approval", {"ok": True}),
+        ("approval", {"ok": False}),
+        ("other", None),
+    ]
+    c = claim(store)
+    store.commit_pass("r1", "p1", T0, T0 + LEASE, consumed=[(pending[0].id, "approval")])
+    assert [e.payload for e in store.pending_events("r1")] == [{"ok": False}, None]
+    done = RunPatch(status=RunStatus.COMPLETED, completed_at=T0)
+    store.commit_pass("r1", "p1", T0, T0 + LEASE, patch=done, release=c.requested)
+    with pytest.raises(RunFinishedError, match="has already completed"):
+        store.add_event("r1", "approval", {}, T0)
+    with pytest.raises(RunNotFoundError):
+        store.add_event("nope", "approval", {}, T0)
+
+
+def child_of(parent: str, step: str, run_id: str) -> Run:
+    return Run(
+        id=run_id,
+        workflow="child",
+        status=RunStatus.PENDING,
+        parent_run_id=parent,
+        parent_step=step,
+        parent_workflow="wf",
+        created_at=T0,
+        updated_at=T0,
+    )
+
+
+def waiting_child_step(name: str, seq: int) -> StepRun:
+    return StepRun(
+        run_id="r1",
+        name=name,
+        kind=StepKind.CHILD,
+        status=StepStatus.WAITING,
+        seq=seq,
+        target="child",
+        created_at=T0,
+    )
+
+
+def test_a_finished_child_run_finishes_its_parent_step(store: RunStore) -> None:
+    new_run(store)
+    c = claim(store)
+    kids = [child_of("r1", "kid", "c1"), child_of("r1", "kid2", "c2")]
+    steps = [waiting_child_step("kid", 0), waiting_child_step("kid2", 1)]
+    patch = RunPatch(status=RunStatus.PAUSED, waiting_for="child:kid")
+    store.commit_pass("r1", "p1", T0, T0 + LEASE, steps, patch, c.requested, children=kids)
+    # Creating children is idempotent: a retried pass does not duplicate them.
+    store.claim_run("r1", "p2", T0, T0 + LEASE)
+    store.commit_pass("r1", "p2", T0, T0 + LEASE, children=kids, release=0)
+    for child_id, patch in [
+        ("c1", RunPatch(status=RunStatus.COMPLETED, output={"n": 1}, completed_at=T0)),
+        ("c2", RunPatch(status=RunStatus.FAILED, completed_at=T0,
+                        error=ErrorInfo(type="ValueError", message="bad"))),
+    ]:  # fmt: skip
+        cc = store.claim_run(child_id, "cp", T0, T0 + LEASE)
+        assert isinstance(cc, PassClaim) and cc.run.parent_run_id == "r1"
+        store.commit_pass(child_id, "cp", T0, T0 + LEASE, patch=patch, release=cc.requested)
+    run = store.get_run("r1")
+    assert run is not None
+    assert (run.step("kid").status, run.step("kid").result) == (StepStatus.SUCCEEDED, {"n": 1})
+    failed = run.step("kid2")
+    assert failed.status is StepStatus.FAILED and failed.error is not None
+    assert failed.error.type == "ChildWorkflowFailed" and "bad" in failed.error.message
+    later = T0 + timedelta(minutes=5)
+    assert [n.run_id for n in store.runs_needing_pass(later, later)] == ["r1"]
+
+
+def test_cancel_flags_the_run_and_its_children(store: RunStore) -> None:
+    new_run(store)
+    c = claim(store)
+    store.commit_pass(
+        "r1", "p1", T0, T0 + LEASE, [waiting_child_step("kid", 0)],
+        RunPatch(status=RunStatus.PAUSED, waiting_for="child:kid"), c.requested,
+        children=[child_of("r1", "kid", "c1")],
+    )  # fmt: skip
+    flagged = store.request_cancel("r1", "no longer needed", T0)
+    assert sorted(f.run_id for f in flagged) == ["c1", "r1"]
+    run, child = store.get_run("r1"), store.get_run("c1")
+    assert run is not None and child is not None
+    assert run.cancel_requested == child.cancel_requested == "no longer needed"
+    with pytest.raises(RunNotFoundError):
+        store.request_cancel("nope", "x", T0)
+
+
+def test_resume_keeps_succeeded_steps_and_forgets_the_rest(store: RunStore) -> None:
+    new_run(store)
+    c = claim(store)
+    ok = remote("a", 0, StepStatus.SUCCEEDED).model_copy(update={"result": 1})
+    failed = remote("b", 1, StepStatus.FAILED).model_copy(
+        update={"error": ErrorInfo(type="E", message="m")}
+    )
+    patch = RunPatch(status=RunStatus.FAILED, error=failed.error, completed_at=T0)
+    store.commit_pass("r1", "p1", T0, T0 + LEASE, [ok, failed], patch, c.requested)
+    resumed = store.resume_run("r1", T0)
+    assert (resumed.status, resumed.error, resumed.completed_at) == (RunStatus.PENDING, None, None)
+    assert [s.name for s in resumed.steps] == ["a"]
+    assert isinstance(store.claim_run("r1", "p2", T0, T0 + LEASE), PassClaim)
+    with pytest.raises(InvalidTransitionError):
+        store.resume_run("r1", T0)  # running, not failed or cancelled
+    with pytest.raises(RunNotFoundError):
+        store.resume_run("nope", T0)
+
+
+def test_fork_copies_finished_steps_before_the_given_one(store: RunStore) -> None:
+    new_run(store)
+    claim(store)
+    done = [
+        remote(n, i, StepStatus.SUCCEEDED).model_copy(update={"result": i})
+        for i, n in enumerate(["a", "b", "c"])
+    ]
+    store.commit_pass("r1", "p1", T0, T0 + LEASE, done)
+    fork = store.fork_run("r1", "r2", "c", T0)
+    assert (fork.id, fork.status, fork.input) == ("r2", RunStatus.PENDING, new_run_input())
+    stored = store.get_run("r2")
+    assert stored is not None and [(s.name, s.result) for s in stored.steps] == [("a", 0), ("b", 1)]
+    with pytest.raises(RunNotFoundError, match="no step 'zzz'"):
+        store.fork_run("r1", "r3", "zzz", T0)
+
+
+def new_run_input() -> dict[str, object]:
+    return {"email": "a@b.c", "n": [1, 2], "é": "ü"}
