@@ -1,28 +1,44 @@
 """Durable, replayed workflows on Celery: the engine, run store and client (no Celery here;
 `workers/` adapts this package to Celery)."""
 
-from .client import WorkflowClient, default_client, get_run, list_runs, start, wait_for_run
-from .context import WorkflowContext
+from .client import (
+    WorkflowClient,
+    cancel_run,
+    default_client,
+    fork_run,
+    get_run,
+    list_runs,
+    resume_run,
+    send_event,
+    start,
+    wait_for_run,
+)
+from .context import StepCall, WorkflowContext
 from .definitions import RpcFunction, WorkflowDefinition, rpc, workflow
 from .errors import (
     ConfigurationError,
     DefinitionError,
+    EventTimeout,
     InvalidTransitionError,
     LeaseLostError,
     NonDeterminismError,
     RunExistsError,
+    RunFinishedError,
     RunNotFoundError,
     RunTimeoutError,
     SerializationError,
     StaleBuildError,
     StepFailedError,
+    StepTimeoutError,
     UnknownRpcError,
     UnknownWorkflowError,
     WorkflowAsyncException,
+    WorkflowCancelled,
     WorkflowError,
 )
 from .handle import WorkflowHandle
-from .models import ErrorInfo, Run, RunStatus, StepKind, StepRun, StepStatus
+from .models import ErrorInfo, Event, Run, RunStatus, StepKind, StepRun, StepStatus
+from .retry import RetryPolicy, StepPolicy
 from .steps import StepInfo, current_step
 
 __all__ = [
@@ -30,6 +46,9 @@ __all__ = [
     "workflow",
     "rpc",
     "WorkflowContext",
+    "StepCall",
+    "RetryPolicy",
+    "StepPolicy",
     "WorkflowDefinition",
     "RpcFunction",
     "current_step",
@@ -42,6 +61,10 @@ __all__ = [
     "get_run",
     "list_runs",
     "wait_for_run",
+    "send_event",
+    "cancel_run",
+    "resume_run",
+    "fork_run",
     # Run and step records
     "Run",
     "StepRun",
@@ -49,20 +72,25 @@ __all__ = [
     "StepKind",
     "StepStatus",
     "ErrorInfo",
-    # Errors (all derive from WorkflowError) and the pause signal (a BaseException)
+    "Event",
+    # Errors (all derive from WorkflowError) and the two control-flow signals (BaseException)
     "WorkflowError",
     "ConfigurationError",
     "DefinitionError",
+    "EventTimeout",
     "InvalidTransitionError",
     "LeaseLostError",
     "NonDeterminismError",
     "RunExistsError",
+    "RunFinishedError",
     "RunNotFoundError",
     "RunTimeoutError",
     "SerializationError",
     "StaleBuildError",
     "StepFailedError",
+    "StepTimeoutError",
     "UnknownRpcError",
     "UnknownWorkflowError",
     "WorkflowAsyncException",
+    "WorkflowCancelled",
 ]

@@ -16,8 +16,9 @@ from .config import Settings
 from .definitions import REGISTRY, Registry, WorkflowDefinition
 from .dispatch import Dispatcher, PassDispatch
 from .engine import publish
-from .errors import ConfigurationError, RunNotFoundError, RunTimeoutError
+from .errors import ConfigurationError, RunExistsError, RunNotFoundError, RunTimeoutError
 from .models import Run, RunStatus
+from .serialization import model_dump, to_jsonable
 from .states import TERMINAL
 from .store import RunStore
 
@@ -55,31 +56,59 @@ class WorkflowClient:
         input: Any = None,
         *,
         run_id: str | None = None,
+        idempotency_key: str | None = None,
     ) -> str:
         """Validate `input`, store a new run and enqueue its first pass; return the run id.
 
-        Invalid input raises pydantic's `ValidationError` and stores nothing.
+        Invalid input raises pydantic's `ValidationError` and stores nothing. Starting again
+        with the same `run_id` or `idempotency_key` returns the same run.
         """
         name = workflow if isinstance(workflow, str) else workflow.name
         definition = self.registry.workflow(name)
-        data = definition.dump_input(definition.validate_input(input))
-        version = definition.manifest().version  # a stale build fails here, before storing
-        now = self.clock()
-        run = Run(
-            id=run_id or uuid.uuid4().hex,
-            workflow=name,
-            status=RunStatus.PENDING,
-            input=data,
-            version=version,
-            created_at=now,
-            updated_at=now,
-        )
+        if idempotency_key is not None:
+            run_id = run_id or uuid.uuid5(uuid.NAMESPACE_URL, f"wf:{name}/{idempotency_key}").hex
+        # Input and build are checked before anything is stored.
+        run = definition.new_run(input, run_id or uuid.uuid4().hex, self.clock())
         dispatcher = self.dispatcher
-        self.store.create_run(run)
+        try:
+            self.store.create_run(run)
+        except RunExistsError:
+            existing = self.get_run(run.id)
+            if existing.workflow != name:
+                raise RunExistsError(
+                    f"run {run.id} exists already, of workflow {existing.workflow!r}"
+                ) from None
+            return run.id
         # If this publish is lost, the run is still stored with a pass requested: the sweeper
         # starts it.
         publish(dispatcher, [PassDispatch(run.id, name)])
         return run.id
+
+    def send_event(self, run_id: str, name: str, payload: Any = None) -> None:
+        """Deliver an event to a run's `wait_for_event(name)`, now or when it gets there.
+        `RunNotFoundError` / `RunFinishedError` if the run is missing or finished."""
+        data = to_jsonable(model_dump(payload), f"payload of event {name!r}")
+        workflow = self.store.add_event(run_id, name, data, self.clock())
+        publish(self.dispatcher, [PassDispatch(run_id, workflow)])
+
+    def cancel_run(self, run_id: str, reason: str | None = None) -> None:
+        """Cancel a run and its child runs: nothing new is scheduled, queued steps become
+        no-ops, and the workflow's `finally` blocks may still run inline cleanup."""
+        flagged = self.store.request_cancel(run_id, reason or "cancelled", self.clock())
+        publish(self.dispatcher, [PassDispatch(f.run_id, f.workflow) for f in flagged])
+
+    def resume_run(self, run_id: str) -> Run:
+        """Continue a failed or cancelled run; its succeeded steps stay cached."""
+        run = self.store.resume_run(run_id, self.clock())
+        publish(self.dispatcher, [PassDispatch(run.id, run.workflow)])
+        return run
+
+    def fork_run(self, run_id: str, from_step: str, *, new_run_id: str | None = None) -> Run:
+        """A new run of the same workflow and input, reusing the original's results of the
+        steps before `from_step`."""
+        run = self.store.fork_run(run_id, new_run_id or uuid.uuid4().hex, from_step, self.clock())
+        publish(self.dispatcher, [PassDispatch(run.id, run.workflow)])
+        return run
 
     def get_run(self, run_id: str) -> Run:
         run = self.store.get_run(run_id)
@@ -179,5 +208,27 @@ def wait_for_run(run_id: str, timeout: float = 60.0) -> Run:
     return default_client().wait_for_run(run_id, timeout)
 
 
-def start(workflow: str, input: Any = None, *, run_id: str | None = None) -> str:
-    return default_client().start(workflow, input, run_id=run_id)
+def start(
+    workflow: str,
+    input: Any = None,
+    *,
+    run_id: str | None = None,
+    idempotency_key: str | None = None,
+) -> str:
+    return default_client().start(workflow, input, run_id=run_id, idempotency_key=idempotency_key)
+
+
+def send_event(run_id: str, name: str, payload: Any = None) -> None:
+    default_client().send_event(run_id, name, payload)
+
+
+def cancel_run(run_id: str, reason: str | None = None) -> None:
+    default_client().cancel_run(run_id, reason)
+
+
+def resume_run(run_id: str) -> Run:
+    return default_client().resume_run(run_id)
+
+
+def fork_run(run_id: str, from_step: str) -> Run:
+    return default_client().fork_run(run_id, from_step)

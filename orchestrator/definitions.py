@@ -6,6 +6,7 @@ import inspect
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import cached_property, update_wrapper
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
@@ -14,6 +15,8 @@ from pydantic import TypeAdapter
 
 from .errors import DefinitionError, StaleBuildError, UnknownRpcError, UnknownWorkflowError
 from .manifest import WorkflowManifest, installed, source_sha256
+from .models import Run, RunStatus
+from .retry import RetryPolicy
 
 if TYPE_CHECKING:
     from .context import WorkflowContext
@@ -66,9 +69,15 @@ class RpcFunction(Generic[P, R]):
 class WorkflowDefinition(Generic[InputT, OutputT]):
     """A `@workflow` function and what the runtime needs to know about it."""
 
-    def __init__(self, name: str, fn: Callable[[WorkflowContext, InputT], OutputT]) -> None:
+    def __init__(
+        self,
+        name: str,
+        fn: Callable[[WorkflowContext, InputT], OutputT],
+        retry: RetryPolicy | None = None,
+    ) -> None:
         self.name = name
         self.fn = fn
+        self.retry = retry  # the default for steps that set none
         self.source_sha256 = _source_hash(fn)
         update_wrapper(self, fn)
 
@@ -85,6 +94,25 @@ class WorkflowDefinition(Generic[InputT, OutputT]):
 
     def dump_input(self, value: InputT) -> Any:
         return self.input_adapter.dump_python(value, mode="json")
+
+    def new_run(
+        self, input: Any, run_id: str, now: datetime, parent: Run | None = None, step: str = ""
+    ) -> Run:
+        """A pending run of this workflow: input validated (pydantic's `ValidationError`) and
+        stamped with the manifest's version (`StaleBuildError` if the build is stale)."""
+        data = self.dump_input(self.validate_input(input))
+        return Run(
+            id=run_id,
+            workflow=self.name,
+            status=RunStatus.PENDING,
+            input=data,
+            version=self.manifest().version,
+            parent_run_id=parent.id if parent else None,
+            parent_step=step or None,
+            parent_workflow=parent.workflow if parent else None,
+            created_at=now,
+            updated_at=now,
+        )
 
     def manifest(self) -> WorkflowManifest:
         """This workflow's manifest entry, checked against the code actually loaded."""
@@ -159,14 +187,17 @@ def rpc(name: str) -> Callable[[Callable[P, R]], RpcFunction[P, R]]:
 
 def workflow(
     name: str,
+    *,
+    retry: RetryPolicy | None = None,
 ) -> Callable[[Callable[[WorkflowContext, InputT], OutputT]], WorkflowDefinition[InputT, OutputT]]:
-    """Register a workflow function `fn(ctx, data)` under `name`."""
+    """Register a workflow function `fn(ctx, data)` under `name`; `retry` is the default
+    retry policy of its steps."""
     _check_name(name, "workflow")
 
     def decorate(
         fn: Callable[[WorkflowContext, InputT], OutputT],
     ) -> WorkflowDefinition[InputT, OutputT]:
-        definition = WorkflowDefinition(name, fn)
+        definition = WorkflowDefinition(name, fn, retry)
         REGISTRY.add_workflow(definition)
         return definition
 

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from .models import StepRun
+
 
 @dataclass(frozen=True)
 class StepDispatch:
@@ -16,6 +18,14 @@ class StepDispatch:
     run_id: str
     step: str
     task: str
+    eta: datetime | None = None  # a retry's delay
+    timeout: float | None = None  # seconds per attempt (a soft time limit where supported)
+
+    @classmethod
+    def of(cls, step: StepRun, eta: datetime | None = None) -> StepDispatch:
+        assert step.task is not None, f"step {step.name!r} is not remote"
+        timeout = step.policy.timeout if step.policy else None
+        return cls(step.run_id, step.name, step.task, eta=eta, timeout=timeout)
 
 
 @dataclass(frozen=True)

@@ -2,29 +2,35 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from .clock import Clock, utcnow
-from .context import PassState, WorkflowContext
-from .definitions import REGISTRY, Registry
+from .context import WorkflowContext
+from .definitions import REGISTRY, Registry, WorkflowDefinition
 from .dispatch import Dispatch, Dispatcher, PassDispatch
-from .errors import LeaseLostError, SerializationError, StepFailedError, WorkflowAsyncException
+from .errors import (
+    InvalidTransitionError,
+    LeaseLostError,
+    SerializationError,
+    StepFailedError,
+    WorkflowAsyncException,
+    WorkflowCancelled,
+    WorkflowError,
+)
 from .leases import LeaseKeeper, NoLeaseKeeper
-from .models import ErrorInfo, RunPatch, RunStatus, StepRun
+from .manifest import WorkflowManifest
+from .models import ErrorInfo, Run, RunPatch, RunStatus, StepRun
+from .replay import PassState
 from .serialization import model_dump, to_jsonable
+from .states import TERMINAL
 from .store import ClaimRefused, PassClaim, RunStore
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class PassOutcome:
-    status: RunStatus | ClaimRefused
-    waiting_for: str | None = None
 
 
 def publish(dispatcher: Dispatcher, messages: Sequence[Dispatch]) -> None:
@@ -38,6 +44,11 @@ def publish(dispatcher: Dispatcher, messages: Sequence[Dispatch]) -> None:
         log.exception(
             "publishing %d message(s) failed; the sweeper will re-drive them", len(messages)
         )
+
+
+def child_run_id(parent_run_id: str, step: str) -> str:
+    """Derived from the parent and its step, so creating a child twice finds the first."""
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"wf-child:{parent_run_id}/{step}").hex
 
 
 class Engine:
@@ -62,75 +73,117 @@ class Engine:
         self.max_countdown = max_countdown
         self.keeper = keeper or NoLeaseKeeper()
 
-    def run_pass(self, run_id: str) -> PassOutcome:
+    def run_pass(self, run_id: str) -> RunStatus | ClaimRefused:
+        """Replay the run once; return its status after the pass (or why it was skipped)."""
         owner = uuid.uuid4().hex
         now = self.clock()
         claim = self.store.claim_run(run_id, owner, now, now + self.run_lease)
         if isinstance(claim, ClaimRefused):
             log.debug("pass of run %s skipped: %s", run_id, claim.value)
-            return PassOutcome(claim)
+            return claim
 
         def renew() -> bool:
             return self.store.renew_run_lease(run_id, owner, self.clock() + self.run_lease)
 
+        run = claim.run
         with self.keeper.hold(renew):
             patch, state = self._replay(claim, owner)
             now = self.clock()
             answered = self.store.commit_pass(
-                run_id,
-                owner,
-                now,
-                now + self.run_lease,
-                state.writes,
-                patch,
-                release=claim.requested,
-            )
-        messages = [m for m in state.dispatches if self._keep(m, now)]
-        if not answered and patch.status not in (RunStatus.COMPLETED, RunStatus.FAILED):
+                run_id, owner, now, now + self.run_lease,
+                state.writes if state else [], patch, release=claim.requested,
+                children=state.children if state else [],
+                consumed=state.consumed if state else [],
+            )  # fmt: skip
+        messages = [m for m in state.dispatches if self._keep(m, now)] if state else []
+        if patch.status in TERMINAL:
+            if run.parent_run_id and run.parent_workflow:
+                messages.append(PassDispatch(run.parent_run_id, run.parent_workflow))
+        elif not answered:
             # News arrived during the pass (a step finished): look again with a fresh pass.
-            messages.append(PassDispatch(run_id, claim.run.workflow))
+            messages.append(PassDispatch(run_id, run.workflow))
         publish(self.dispatcher, messages)
-        return PassOutcome(patch.status, patch.waiting_for)
+        return patch.status
 
     def _keep(self, message: Dispatch, now: datetime) -> bool:
-        if isinstance(message, PassDispatch) and message.eta is not None:
-            return message.eta - now <= self.max_countdown
-        return True
+        return message.eta is None or message.eta - now <= self.max_countdown
 
-    def _replay(self, claim: PassClaim, owner: str) -> tuple[RunPatch, PassState]:
-        run = claim.run
-
-        def commit_now(writes: list[StepRun]) -> None:
+    def _state(
+        self,
+        run: Run,
+        owner: str,
+        manifest: WorkflowManifest,
+        definition: WorkflowDefinition[Any, Any],
+    ) -> PassState:
+        def commit_now(
+            writes: list[StepRun], children: list[Run], consumed: list[tuple[int, str]]
+        ) -> None:
             now = self.clock()
-            self.store.commit_pass(run.id, owner, now, now + self.run_lease, writes)
+            self.store.commit_pass(
+                run.id, owner, now, now + self.run_lease, writes,
+                children=children, consumed=consumed,
+            )  # fmt: skip
 
-        state = PassState(run=run, now=self.clock, commit_now=commit_now)
-        ctx: WorkflowContext | None = None
+        def child_run(workflow: str, data: Any, step: str) -> tuple[Run, bool]:
+            child_id = child_run_id(run.id, step)
+            existing = self.store.get_run(child_id)
+            if existing is not None:
+                return existing, False
+            definition = self.registry.workflow(workflow)
+            return definition.new_run(data, child_id, self.clock(), parent=run, step=step), True
+
+        def resume_child(child_id: str) -> None:
+            with contextlib.suppress(InvalidTransitionError):  # resumed already
+                self.store.resume_run(child_id, self.clock())
+
+        return PassState(
+            run=run,
+            manifest=manifest,
+            now=self.clock,
+            commit_now=commit_now,
+            load_events=lambda: self.store.pending_events(run.id),
+            child_run=child_run,
+            resume_child=resume_child,
+            default_retry=definition.retry,
+        )
+
+    def _replay(self, claim: PassClaim, owner: str) -> tuple[RunPatch, PassState | None]:
+        run = claim.run
         try:
             definition = self.registry.workflow(run.workflow)
-            ctx = WorkflowContext(state, definition.manifest())
+            state = self._state(run, owner, definition.manifest(), definition)
+        except WorkflowError as exc:  # unknown workflow, stale build: nothing to replay
+            return self._failed(exc, None), None
+        ctx = WorkflowContext(state)
+        try:
             output = definition.fn(ctx, definition.validate_input(run.input))
-            if ctx.fatal is not None:
-                raise ctx.fatal
-            if ctx.paused is not None:
-                raise ctx.paused
+            for signal in (ctx.fatal, ctx.cancelled, ctx.paused):
+                if signal is not None:
+                    raise signal
+        except WorkflowCancelled as cancelled:
+            return self._cancelled(cancelled.reason), state
         except WorkflowAsyncException as pause:
-            if ctx is not None and ctx.fatal is not None:
+            if ctx.fatal is not None:
                 return self._failed(ctx.fatal, ctx), state
+            if ctx.cancelled is not None:
+                return self._cancelled(ctx.cancelled.reason), state
             return RunPatch(status=RunStatus.PAUSED, waiting_for=pause.waiting_for), state
         except LeaseLostError:
             raise
         except Exception as exc:
-            fatal = ctx.fatal if ctx is not None else None
-            return self._failed(fatal or exc, ctx), state
+            if ctx.cancelled is not None and ctx.fatal is None:
+                return self._cancelled(ctx.cancelled.reason), state  # raised by cleanup code
+            return self._failed(ctx.fatal or exc, ctx), state
         try:
             result = to_jsonable(model_dump(output), f"output of workflow {run.workflow!r}")
         except SerializationError as exc:
             return self._failed(exc, None), state
-        return (
-            RunPatch(status=RunStatus.COMPLETED, output=result, completed_at=self.clock()),
-            state,
-        )
+        patch = RunPatch(status=RunStatus.COMPLETED, output=result, completed_at=self.clock())
+        return patch, state
+
+    def _cancelled(self, reason: str) -> RunPatch:
+        error = ErrorInfo(type="Cancelled", message=reason)
+        return RunPatch(status=RunStatus.CANCELLED, error=error, completed_at=self.clock())
 
     def _failed(self, exc: Exception, ctx: WorkflowContext | None) -> RunPatch:
         # Name the step that failed, or else the last one the workflow reached.

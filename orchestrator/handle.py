@@ -28,9 +28,18 @@ class WorkflowHandle(Generic[InputT, OutputT]):
     def client(self) -> WorkflowClient:
         return self._client or default_client()
 
-    def start(self, input: InputT | Mapping[str, Any], *, run_id: str | None = None) -> str:
-        """Start a run; invalid input raises pydantic's `ValidationError`."""
-        return self.client.start(self.definition, input, run_id=run_id)
+    def start(
+        self,
+        input: InputT | Mapping[str, Any],
+        *,
+        run_id: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> str:
+        """Start a run; invalid input raises pydantic's `ValidationError`. The same `run_id`
+        or `idempotency_key` twice returns the same run."""
+        return self.client.start(
+            self.definition, input, run_id=run_id, idempotency_key=idempotency_key
+        )
 
     def get_run(self, run_id: str) -> Run:
         return self.client.get_run(run_id)

@@ -65,8 +65,10 @@ class ErrorInfo(BaseModel):
             types=[c.__name__ for c in type(exc).__mro__ if c not in (object, BaseException)],
         )
 
-    def is_a(self, names: frozenset[str]) -> bool:
-        return bool(names & {self.type, *self.types})
+    @property
+    def names(self) -> frozenset[str]:
+        """Its class name and base class names, for matching retry policies."""
+        return frozenset({self.type, *self.types})
 
 
 class StepRun(BaseModel):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,11 +15,12 @@ from typing import Any
 
 from .clock import Clock, utcnow
 from .definitions import REGISTRY, Registry
-from .dispatch import Dispatcher, PassDispatch
+from .dispatch import Dispatcher, PassDispatch, StepDispatch
 from .engine import publish
-from .errors import StaleBuildError
+from .errors import StaleBuildError, StepTimeoutError
 from .leases import LeaseKeeper, NoLeaseKeeper
-from .models import ErrorInfo
+from .models import ErrorInfo, StepRun
+from .retry import StepPolicy
 from .serialization import to_jsonable
 from .store import RunStore
 
@@ -60,6 +62,7 @@ def _running(info: StepInfo) -> Iterator[None]:
 class StepOutcome(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    RETRYING = "retrying"  # failed; scheduled again after its policy's delay
     SKIPPED = "skipped"  # finished already, or another worker holds it
     LOST = "lost"  # another worker recorded it first
 
@@ -73,8 +76,10 @@ class StepExecutor:
         registry: Registry = REGISTRY,
         clock: Clock = utcnow,
         lease: timedelta = timedelta(seconds=30),
+        max_countdown: timedelta = timedelta(minutes=5),
         keeper: LeaseKeeper | None = None,
     ) -> None:
+        self.max_countdown = max_countdown
         self.store = store
         self.dispatcher = dispatcher
         self.registry = registry
@@ -101,7 +106,9 @@ class StepExecutor:
         result: Any = None
         error: ErrorInfo | None = None
         info = StepInfo(run_id, workflow, step_name, step.attempts)
+        policy = step.policy or StepPolicy()
         with self.keeper.hold(renew), _running(info):
+            started = time.monotonic()
             try:
                 if step.target != rpc:
                     raise StaleBuildError(
@@ -110,11 +117,32 @@ class StepExecutor:
                     )
                 value = self.registry.rpc(rpc).invoke(step.input)
                 result = to_jsonable(value, f"result of step {step_name!r}")
+                # Where the transport cannot interrupt an attempt, a late result still counts
+                # as a timeout, so the retry policy sees the same thing everywhere.
+                if policy.timeout is not None and time.monotonic() - started > policy.timeout:
+                    raise StepTimeoutError(f"step {step_name!r} took longer than {policy.timeout}s")
             except Exception as exc:
                 log.info("step %s of run %s failed: %r", step_name, run_id, exc)
+                if type(exc).__name__ == "SoftTimeLimitExceeded":  # Celery's interruption
+                    exc = StepTimeoutError(f"step {step_name!r} took longer than {policy.timeout}s")
                 error = ErrorInfo.from_exception(exc, step_name)
+        if error is not None and self._retry(step, owner, error, policy):
+            return StepOutcome.RETRYING
         recorded = self.store.finish_step(run_id, step_name, self.clock(), result, error)
         publish(self.dispatcher, [PassDispatch(run_id, workflow)])
         if not recorded:
             return StepOutcome.LOST
         return StepOutcome.FAILED if error else StepOutcome.SUCCEEDED
+
+    def _retry(self, step: StepRun, owner: str, error: ErrorInfo, policy: StepPolicy) -> bool:
+        """Put a failed attempt back for later, if its policy allows. The wait holds no worker
+        slot: a short one is a countdown message, a long one is left to the sweeper."""
+        if policy.retry is None or not policy.retry.allows(step.attempts, error.names):
+            return False
+        now = self.clock()
+        retry_at = now + policy.retry.delay(step.attempts)
+        if not self.store.retry_step(step.run_id, step.name, owner, now, error, retry_at):
+            return False
+        if retry_at - now <= self.max_countdown:
+            publish(self.dispatcher, [StepDispatch.of(step, eta=retry_at)])
+        return True

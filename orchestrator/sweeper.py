@@ -52,9 +52,7 @@ class Sweeper:
         stale = self.store.stale_scheduled_steps(now, now - self.redrive_after)
         timers = self.store.wake_due_timers(now, now - self.timer_grace)
         stalled = self.store.runs_needing_pass(now, now - self.redrive_after)
-        messages: list[Dispatch] = [
-            StepDispatch(s.run_id, s.name, s.task) for s in (*lapsed, *stale) if s.task
-        ]
+        messages: list[Dispatch] = [StepDispatch.of(s) for s in (*lapsed, *stale) if s.task]
         messages += [PassDispatch(r.run_id, r.workflow) for r in (*timers, *stalled)]
         publish(self.dispatcher, messages)
         report = SweepReport(len(lapsed), len(stale), len(timers), len(stalled))

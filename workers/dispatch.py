@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from celery import Celery
@@ -36,6 +37,12 @@ class CeleryDispatcher:
                         producer=producer,
                     )
                 else:
+                    # A soft limit raises inside the step (prefork pool), ending the attempt;
+                    # no hard limit: killing the process would requeue the message forever.
                     self.app.send_task(
-                        message.task, args=[message.run_id, message.step], producer=producer
+                        message.task,
+                        args=[message.run_id, message.step],
+                        eta=message.eta,
+                        soft_time_limit=math.ceil(message.timeout) if message.timeout else None,
+                        producer=producer,
                     )

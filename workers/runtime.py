@@ -74,7 +74,13 @@ def _build(settings: Settings) -> Runtime:
             max_countdown=settings.max_countdown,
             keeper=keeper,
         ),
-        executor=StepExecutor(store, dispatcher, lease=settings.step_lease, keeper=keeper),
+        executor=StepExecutor(
+            store,
+            dispatcher,
+            lease=settings.step_lease,
+            max_countdown=settings.max_countdown,
+            keeper=keeper,
+        ),
         sweeper=Sweeper(store, dispatcher, redrive_after=settings.redrive_after),
     )
 
