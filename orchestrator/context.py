@@ -18,6 +18,7 @@ from .durations import Duration, parse_duration
 from .errors import (
     ConfigurationError,
     EventTimeout,
+    PassAborted,
     StaleBuildError,
     StepFailedError,
     StepTimeoutError,
@@ -56,6 +57,8 @@ class WorkflowContext:
         self.cancelled: WorkflowCancelled | None = None
         # Errors that must fail the run even if user code catches them.
         self.fatal: Exception | None = None
+        # A store write that failed mid-pass: the pass must end without committing more.
+        self.broken: Exception | None = None
 
     @property
     def run_id(self) -> str:
@@ -326,13 +329,13 @@ class WorkflowContext:
             self._state.record(
                 base.model_copy(update={"status": StepStatus.SLEEPING, "wake_at": wake})
             )
-            self._state.flush()
+            self._flush()
             self._state.wake_at(wake)
             return _PENDING
         status = StepStatus.FAILED if error else StepStatus.SUCCEEDED
         done = self._finished(base, status, result=result, error=error)
         self._state.record(done)
-        self._state.flush()
+        self._flush()
         return outcome(done, call.policy)
 
     # -- helpers ---------------------------------------------------------------------------
@@ -359,9 +362,18 @@ class WorkflowContext:
             update={"status": status, "completed_at": now, "wake_at": step.wake_at, **fields}
         )
 
+    def _flush(self) -> None:
+        try:
+            self._state.flush()
+        except Exception as exc:
+            self.broken = exc
+            raise PassAborted(str(exc)) from exc
+
     def _guard(self) -> None:
         # Once paused (or broken), every later ctx call pauses too: user code that swallowed
         # the signal with a bare `except:` must not run on past an unfinished step.
+        if self.broken is not None:
+            raise PassAborted(str(self.broken))
         if self.fatal is not None:
             raise WorkflowAsyncException("fatal")
         if self.paused is not None:

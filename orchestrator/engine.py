@@ -15,7 +15,7 @@ from .definitions import REGISTRY, Registry, WorkflowDefinition
 from .dispatch import Dispatch, Dispatcher, PassDispatch
 from .errors import (
     InvalidTransitionError,
-    LeaseLostError,
+    PassAborted,
     SerializationError,
     StepFailedError,
     WorkflowAsyncException,
@@ -157,29 +157,31 @@ class Engine:
         ctx = WorkflowContext(state)
         try:
             output = definition.fn(ctx, definition.validate_input(run.input))
-            for signal in (ctx.fatal, ctx.cancelled, ctx.paused):
-                if signal is not None:
-                    raise signal
-        except WorkflowCancelled as cancelled:
-            return self._cancelled(cancelled.reason), state
-        except WorkflowAsyncException as pause:
-            if ctx.fatal is not None:
-                return self._failed(ctx.fatal, ctx), state
-            if ctx.cancelled is not None:
-                return self._cancelled(ctx.cancelled.reason), state
-            return RunPatch(status=RunStatus.PAUSED, waiting_for=pause.waiting_for), state
-        except LeaseLostError:
-            raise
-        except Exception as exc:
-            if ctx.cancelled is not None and ctx.fatal is None:
-                return self._cancelled(ctx.cancelled.reason), state  # raised by cleanup code
-            return self._failed(ctx.fatal or exc, ctx), state
+        except (Exception, WorkflowCancelled, WorkflowAsyncException, PassAborted) as exc:
+            return self._ended(ctx, exc), state
+        if ctx.broken or ctx.fatal or ctx.cancelled or ctx.paused:  # the signal was swallowed
+            return self._ended(ctx, None), state
         try:
             result = to_jsonable(model_dump(output), f"output of workflow {run.workflow!r}")
         except SerializationError as exc:
             return self._failed(exc, None), state
         patch = RunPatch(status=RunStatus.COMPLETED, output=result, completed_at=self.clock())
         return patch, state
+
+    def _ended(self, ctx: WorkflowContext, exc: BaseException | None) -> RunPatch:
+        """How a pass ends when the workflow did not return normally. The context's own record
+        wins over what user code raised while unwinding (a `finally` that fails on a result
+        that is not there yet must not fail a run that is only paused)."""
+        if ctx.broken is not None:
+            raise ctx.broken  # commit nothing more; the run is re-driven
+        if ctx.fatal is not None:
+            return self._failed(ctx.fatal, ctx)
+        if ctx.cancelled is not None:
+            return self._cancelled(ctx.cancelled.reason)
+        if ctx.paused is not None:
+            return RunPatch(status=RunStatus.PAUSED, waiting_for=ctx.paused.waiting_for)
+        assert isinstance(exc, Exception), exc
+        return self._failed(exc, ctx)
 
     def _cancelled(self, reason: str) -> RunPatch:
         error = ErrorInfo(type="Cancelled", message=reason)

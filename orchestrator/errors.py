@@ -114,6 +114,12 @@ class WorkflowCancelled(BaseException):
         self.reason = reason
 
 
+class PassAborted(BaseException):
+    """The store refused a write mid-pass (lease lost, connection error): the pass stops at
+    once, commits nothing more, and is re-driven. A BaseException so that user code catching
+    `Exception` around a step cannot take a path the history will not record."""
+
+
 class WorkflowAsyncException(BaseException):
     """The pause signal: the pass stops here and resumes when what it waits for is done.
 

@@ -126,19 +126,28 @@ class StepExecutor:
                 if type(exc).__name__ == "SoftTimeLimitExceeded":  # Celery's interruption
                     exc = StepTimeoutError(f"step {step_name!r} took longer than {policy.timeout}s")
                 error = ErrorInfo.from_exception(exc, step_name)
-        if error is not None and self._retry(step, owner, error, policy):
-            return StepOutcome.RETRYING
+        if error is not None and self._retryable(step, error, policy):
+            # Only the attempt's owner may retry; an attempt whose lease lapsed (another
+            # worker took the step over) must not end the step as failed either.
+            return (
+                StepOutcome.RETRYING
+                if self._retry(step, owner, error, policy)
+                else StepOutcome.LOST
+            )
         recorded = self.store.finish_step(run_id, step_name, self.clock(), result, error)
         publish(self.dispatcher, [PassDispatch(run_id, workflow)])
         if not recorded:
             return StepOutcome.LOST
         return StepOutcome.FAILED if error else StepOutcome.SUCCEEDED
 
+    @staticmethod
+    def _retryable(step: StepRun, error: ErrorInfo, policy: StepPolicy) -> bool:
+        return policy.retry is not None and policy.retry.allows(step.attempts, error.names)
+
     def _retry(self, step: StepRun, owner: str, error: ErrorInfo, policy: StepPolicy) -> bool:
-        """Put a failed attempt back for later, if its policy allows. The wait holds no worker
-        slot: a short one is a countdown message, a long one is left to the sweeper."""
-        if policy.retry is None or not policy.retry.allows(step.attempts, error.names):
-            return False
+        """Put a failed attempt back for later. The wait holds no worker slot: a short one is
+        a countdown message, a long one is left to the sweeper."""
+        assert policy.retry is not None
         now = self.clock()
         retry_at = now + policy.retry.delay(step.attempts)
         if not self.store.retry_step(step.run_id, step.name, owner, now, error, retry_at):

@@ -62,10 +62,10 @@ class InProcessRunner:
         deferred: list[Dispatch] = []
         while self.dispatcher.queue and handled < limit:
             message = self.dispatcher.queue.popleft()
+            if message.eta is not None and message.eta > self.clock():
+                deferred.append(message)
+                continue
             if isinstance(message, PassDispatch):
-                if message.eta is not None and message.eta > self.clock():
-                    deferred.append(message)
-                    continue
                 self.engine.run_pass(message.run_id)
             else:
                 self._run_step(message)

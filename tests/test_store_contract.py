@@ -509,3 +509,18 @@ def test_fork_copies_finished_steps_before_the_given_one(store: RunStore) -> Non
 
 def new_run_input() -> dict[str, object]:
     return {"email": "a@b.c", "n": [1, 2], "é": "ü"}
+
+
+def test_a_pass_that_dies_is_redriven_even_when_nothing_else_was_requested(
+    store: RunStore,
+) -> None:
+    """A timer's message claims a quiet run (no request outstanding); the pass then dies."""
+    new_run(store)
+    c = claim(store)
+    store.commit_pass("r1", "p1", T0, T0 + LEASE, patch=RunPatch(status=RunStatus.PAUSED),
+                      release=c.requested)  # fmt: skip
+    later = T0 + timedelta(minutes=5)
+    assert store.runs_needing_pass(later, later) == []  # quiet
+    claim(store, "timer-pass", later)  # ...and this pass never commits
+    lapsed = later + 2 * LEASE
+    assert [n.run_id for n in store.runs_needing_pass(lapsed, lapsed)] == ["r1"]

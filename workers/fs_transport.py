@@ -21,10 +21,10 @@ whatever was in flight.
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from pathlib import Path
 from queue import Empty
-from time import monotonic
 from typing import Any
 
 from kombu.exceptions import ChannelError
@@ -51,8 +51,9 @@ def folder_options(home: Path) -> dict[str, Any]:
 class Channel(filesystem.Channel):
     # The kombu stubs give the base and the filesystem channel incompatible `_put` signatures.
     def _put(self, queue: str, message: Any, **kwargs: Any) -> None:  # type: ignore[override]
-        # Millisecond prefix first: `_get` takes the oldest message by name.
-        name = f"{round(monotonic() * 1000)}_{uuid.uuid4()}.{queue}.msg"
+        # A zero-padded wall-clock prefix: `_get` takes the oldest message by name, and names
+        # must keep sorting right across digit changes and reboots (a monotonic clock resets).
+        name = f"{time.time_ns() // 1_000_000:015d}_{uuid.uuid4()}.{queue}.msg"
         final = os.path.join(self.data_folder_out, name)
         temporary = os.path.join(self.data_folder_out, f".{name}.tmp")
         try:

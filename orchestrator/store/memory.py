@@ -93,6 +93,9 @@ class MemoryStore(RunStore):
             if not row.lease_free(now):
                 return ClaimRefused.BUSY
             row.lease_owner, row.lease_until = owner, lease_until
+            if row.requested == row.done:
+                row.requested += 1  # see SqlStore.claim_run
+            row.requested_at = now
             row.run.status = transition(row.run.status, RunStatus.RUNNING)
             row.run.waiting_for = None
             row.run.started_at = row.run.started_at or now
@@ -138,6 +141,8 @@ class MemoryStore(RunStore):
                     row.steps[step.name] = _StepRow(step.model_copy(deep=True), dispatched_at=now)
                 elif not existing.step.status.finished:
                     existing.step = step.model_copy(deep=True)
+                    existing.lease_owner = existing.lease_until = None
+                    existing.dispatched_at = now
             if patch is not None:
                 row.run.status = transition(row.run.status, patch.status)
                 row.run.waiting_for = patch.waiting_for

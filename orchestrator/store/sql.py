@@ -110,6 +110,14 @@ class SqlStore(SqlControl, SqlRecovery, RunStore):
                     .values(
                         lease_owner=owner,
                         lease_until=lease_until,
+                        # A pass always answers a request: if none is outstanding (a timer's
+                        # message, a duplicate), it makes one, so that if this pass dies the
+                        # sweeper sees the run as needing a pass once the lease lapses.
+                        requested=sa.case(
+                            (runs.c.requested == runs.c.done, runs.c.requested + 1),
+                            else_=runs.c.requested,
+                        ),
+                        requested_at=now,
                         status=RunStatus.RUNNING.value,
                         waiting_for=None,
                         started_at=sa.func.coalesce(runs.c.started_at, now),
