@@ -98,7 +98,11 @@ class InProcessRunner:
         self, workflow: str | WorkflowDefinition[Any, Any], input: Any = None, step: float = 1.0
     ) -> Run:
         """Like `run`, moving the clock `step` seconds at a time through timers (at most a day)."""
-        run_id = self.start(workflow, input)
+        return self.settle(self.start(workflow, input), step)
+
+    def settle(self, run_id: str, step: float = 1.0) -> Run:
+        """Deliver messages, moving the clock `step` seconds at a time through timers and
+        retry delays (at most a day), until nothing is left; return the run."""
         self.drain()
         for _ in range(int(timedelta(days=1).total_seconds() / step)):
             if not self.dispatcher.queue:
