@@ -31,6 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     start.add_argument("name", help="the workflow's name, as given to @workflow")
     start.add_argument("--input", default="{}", help="the input as JSON (default: {})")
     start.add_argument("--run-id", help="use this run id instead of a random one")
+    start.add_argument("--idempotency-key", help="starting twice with one key gives one run")
     start.add_argument("--wait", action="store_true", help="wait for the run to finish")
     start.add_argument("--timeout", type=float, default=300.0, help="seconds --wait waits")
 
@@ -43,6 +44,19 @@ def _parser() -> argparse.ArgumentParser:
     show = runs.add_parser("show", help="a run and its steps")
     show.add_argument("run_id")
     show.add_argument("--json", action="store_true")
+
+    event = sub.add_parser("send-event", help="deliver an event to a run's wait_for_event")
+    event.add_argument("run_id")
+    event.add_argument("event")
+    event.add_argument("--payload", default="null", help="the payload as JSON (default: null)")
+    cancel = sub.add_parser("cancel", help="cancel a run and its children")
+    cancel.add_argument("run_id")
+    cancel.add_argument("--reason")
+    resume = sub.add_parser("resume", help="continue a failed or cancelled run")
+    resume.add_argument("run_id")
+    fork = sub.add_parser("fork", help="a new run reusing results before a step")
+    fork.add_argument("run_id")
+    fork.add_argument("--from-step", required=True)
     return parser
 
 
@@ -64,11 +78,28 @@ def _table(rows: Sequence[Sequence[str]], out: TextIO) -> None:
 def _step_detail(step: StepRun) -> str:
     if step.error:
         return f"{step.error.type}: {step.error.message}"
-    if step.status == "sleeping" and step.wake_at:
-        return f"wakes {_when(step.wake_at)}"
+    if step.kind == "remote" and step.status == "scheduled" and step.wake_at and step.errors:
+        return f"retry at {_when(step.wake_at)} (last: {step.errors[-1].type})"
+    if step.status in ("sleeping", "waiting") and step.wake_at:
+        return f"until {_when(step.wake_at)}"
+    if step.kind == "child" and isinstance(step.input, dict):
+        return f"child run {step.input.get('run_id')} ({step.target})"
+    if step.kind == "event":
+        return f"event {step.target}"
     if step.target:
         return f"rpc {step.target}"
     return ""
+
+
+def _attempt_errors(steps: Sequence[StepRun], out: TextIO) -> None:
+    """Each failed attempt of each step, so retries are visible."""
+    lines = [
+        f"  {s.name} attempt {i}: {e.type}: {e.message}"
+        for s in steps
+        for i, e in enumerate(s.errors, start=1)
+    ]
+    if lines:
+        out.write("\nattempt errors\n" + "\n".join(lines) + "\n")
 
 
 def show_run(run: Run, out: TextIO) -> None:
@@ -85,6 +116,10 @@ def show_run(run: Run, out: TextIO) -> None:
     if run.error:
         where = f" at step {run.error.step!r}" if run.error.step else ""
         out.write(f"error     {run.error.type}{where}: {run.error.message}\n")
+    if run.cancel_requested and run.status.value != "cancelled":
+        out.write(f"cancel    requested: {run.cancel_requested}\n")
+    if run.parent_run_id:
+        out.write(f"parent    {run.parent_run_id} (step {run.parent_step})\n")
     if run.steps:
         rows = [["#", "STEP", "KIND", "STATUS", "ATTEMPTS", "DURATION", "DETAIL"]]
         rows += [
@@ -101,6 +136,7 @@ def show_run(run: Run, out: TextIO) -> None:
         ]
         out.write("\n")
         _table(rows, out)
+        _attempt_errors(run.steps, out)
 
 
 def _list(runs: list[Run], out: TextIO) -> None:
@@ -121,6 +157,13 @@ def _list(runs: list[Run], out: TextIO) -> None:
     _table(rows, out)
 
 
+def _json_arg(text: str, flag: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise WorkflowError(f"{flag} is not valid JSON: {exc}") from None
+
+
 def _dump(data: Any, out: TextIO) -> None:
     out.write(json.dumps(data, indent=2, default=str) + "\n")
 
@@ -133,11 +176,10 @@ def main(argv: Sequence[str] | None = None, client: WorkflowClient | None = None
             # Registers the workflows (and their generated handles) in this process.
             importlib.import_module(Settings.from_env().package)
             client = client or default_client()
-            try:
-                data = json.loads(args.input)
-            except json.JSONDecodeError as exc:
-                raise WorkflowError(f"--input is not valid JSON: {exc}") from None
-            run_id = client.start(args.name, data, run_id=args.run_id)
+            data = _json_arg(args.input, "--input")
+            run_id = client.start(
+                args.name, data, run_id=args.run_id, idempotency_key=args.idempotency_key
+            )
             if not args.wait:
                 out.write(run_id + "\n")
                 return 0
@@ -145,6 +187,20 @@ def main(argv: Sequence[str] | None = None, client: WorkflowClient | None = None
             show_run(run, out)
             return 0 if run.status is RunStatus.COMPLETED else 1
         client = client or default_client()
+        if args.command == "send-event":
+            client.send_event(args.run_id, args.event, _json_arg(args.payload, "--payload"))
+            out.write(f"sent {args.event!r} to {args.run_id}\n")
+            return 0
+        if args.command == "cancel":
+            client.cancel_run(args.run_id, args.reason)
+            out.write(f"cancelling {args.run_id}\n")
+            return 0
+        if args.command == "resume":
+            out.write(f"resumed {client.resume_run(args.run_id).id}\n")
+            return 0
+        if args.command == "fork":
+            out.write(client.fork_run(args.run_id, args.from_step).id + "\n")
+            return 0
         if args.action == "list":
             runs = client.list_runs(args.workflow, args.status, args.limit)
             if args.json:

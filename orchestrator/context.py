@@ -351,9 +351,12 @@ class WorkflowContext:
     def _new(
         self, name: str, seq: int, kind: StepKind, status: StepStatus, **fields: Any
     ) -> StepRun:
+        now = self._state.now()
+        # A remote step starts when a worker claims it; the others start waiting now.
+        started = None if kind is StepKind.REMOTE else now
         return StepRun(
             run_id=self.run_id, name=name, kind=kind, status=status, seq=seq,
-            created_at=self._state.now(), **fields,
+            created_at=now, started_at=started, **fields,
         )  # fmt: skip
 
     def _finished(self, step: StepRun, status: StepStatus, **fields: Any) -> StepRun:

@@ -147,33 +147,54 @@ def wait_for(cluster: Cluster, run_id: str, timeout: float = 60) -> Any:
 
 def test_examples_end_to_end(examples: Cluster) -> None:
     examples.worker()
-    onboarding = examples.client.start("onboarding", {"email": "ada@example.eu"})
+    start = examples.client.start
+    onboarding = start("onboarding", {"email": "ada@example.eu", "simulate_busy_provider": True})
     order = {"order_id": "o-1", "sku": "BOOK", "quantity": 1, "amount_cents": 999}
-    paid = examples.client.start("order", {**order, "card": "4242424242424242"})
-    declined = examples.client.start("order", {**order, "card": "4000000000000002"})
+    paid = start("order", {**order, "card": "4242424242424242"})
+    flaky_gateway = start("order", {**order, "order_id": "o-2", "card": "4000000000000119"})
+    declined = start("order", {**order, "order_id": "o-3", "card": "4000000000000002"})
+    large = start("order", {**order, "order_id": "o-4", "amount_cents": 500_000,
+                            "card": "4242424242424242"})  # fmt: skip
 
     run = wait_for(examples, onboarding)
     assert run.status is RunStatus.COMPLETED, run.error
     assert run.output["tax_rate"] == 0.2 and run.output["user_id"].startswith("u_")
+    assert run.output["workspace"] == f"ws-{run.output['user_id']}"
     assert [(s.name, s.kind.value, s.status.value, s.attempts) for s in run.steps] == [
         ("createUser", "remote", "succeeded", 1),
         ("calcTax", "inline", "succeeded", 1),
+        ("createWorkspace", "remote", "succeeded", 1),
+        ("subscribeNewsletter", "remote", "succeeded", 1),
         ("cooldown", "sleep", "succeeded", 0),
-        ("sendEmail", "remote", "succeeded", 1),
+        ("sendEmail", "remote", "succeeded", 2),  # the provider was busy once: retried
     ]
+    assert [e.type for e in run.step("sendEmail").errors] == ["ProviderBusy"]
     cooldown = run.step("cooldown")
-    assert cooldown.completed_at and cooldown.started_at
-    assert (cooldown.completed_at - cooldown.started_at).total_seconds() >= 2
+    assert cooldown.duration_s is not None and cooldown.duration_s >= 2
 
     run = wait_for(examples, paid)
     assert run.status is RunStatus.COMPLETED
     assert run.output == {"charge_id": "ch-o-1", "tracking": "TRACK-o-1"}
+
+    run = wait_for(examples, flaky_gateway)
+    assert run.status is RunStatus.COMPLETED and run.step("chargeCard").attempts == 2
 
     run = wait_for(examples, declined)
     assert run.status is RunStatus.FAILED
     assert run.error is not None and run.error.step == "chargeCard"
     assert "PaymentDeclined: card declined" in run.error.message
     assert [s.name for s in run.steps] == ["reserveStock", "chargeCard", "releaseStock"]
+    assert run.step("chargeCard").attempts == 1  # non-retryable
+    assert run.step("releaseStock").status is StepStatus.SUCCEEDED
+
+    deadline = time.monotonic() + 30
+    while examples.client.get_run(large).waiting_for != "event:approval":
+        assert time.monotonic() < deadline, examples.logs()
+        time.sleep(0.05)
+    examples.client.send_event(large, "approval", {"approved": False, "by": "ops"})
+    run = wait_for(examples, large)
+    assert run.status is RunStatus.FAILED and run.error is not None
+    assert "rejected by ops" in run.error.message
     assert run.step("releaseStock").status is StepStatus.SUCCEEDED
 
 

@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -40,22 +41,44 @@ def main(argv: list[str] | None = None) -> int:
     with worker:
         started = time.monotonic()
         order = {"order_id": "o-1001", "sku": "BOOK-42", "quantity": 2, "amount_cents": 4200}
+        onboarding = workflows.onboarding.start(
+            {"email": "ada@example.eu", "simulate_busy_provider": True}
+        )
         run_ids = [
-            workflows.onboarding.start({"email": "ada@example.eu"}),
+            onboarding,
             workflows.order.start({**order, "card": "4242424242424242"}),
-            workflows.order.start({**order, "order_id": "o-1002", "card": "4000000000000002"}),
+            # The gateway times out once: the charge step is retried.
+            workflows.order.start({**order, "order_id": "o-1002", "card": "4000000000000119"}),
+            # Declined: stock is released and the run fails, naming the step.
+            workflows.order.start({**order, "order_id": "o-1003", "card": "4000000000000002"}),
         ]
+        # A large order waits for a manager's approval (an external event).
+        big = workflows.order.start(
+            {**order, "order_id": "o-1004", "amount_cents": 250_000, "card": "4242424242424242"}
+        )
         client = workflows.onboarding.client
-        runs = [client.wait_for_run(run_id, timeout=args.timeout) for run_id in run_ids]
+        _wait_until(lambda: client.get_run(big).waiting_for == "event:approval", args.timeout)
+        print(f"order o-1004 waits for approval; sending it (run {big})")
+        client.send_event(big, "approval", {"approved": True, "by": "demo manager"})
+        runs = [client.wait_for_run(run_id, timeout=args.timeout) for run_id in [*run_ids, big]]
         elapsed = time.monotonic() - started
     for run in runs:
         print()
         show_run(run, sys.stdout)
+    statuses = [r.status.value for r in runs]
     print(
-        f"\n{len(runs)} runs finished in {elapsed:.1f}s "
-        "(order o-1002 is declined on purpose: card 4000000000000002)"
+        f"\n{len(runs)} runs finished in {elapsed:.1f}s: {', '.join(statuses)} "
+        "(order o-1003 is declined on purpose)"
     )
-    return 0 if [r.status.value for r in runs] == ["completed", "completed", "failed"] else 1
+    return 0 if statuses == ["completed", "completed", "completed", "failed", "completed"] else 1
+
+
+def _wait_until(condition: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the demo run did not reach the expected state")
+        time.sleep(0.05)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,22 @@
-"""Orders: reserve stock, charge the card, ship. A declined card fails the charge step; the
-workflow releases the reserved stock (a compensating step) and fails naming the step."""
+"""Orders: reserve stock, wait for a manager's approval on large orders, charge the card
+(retrying gateway hiccups, never a decline), ship. A declined card or a rejected order
+releases the reserved stock (a compensating step) and fails the run, naming the step."""
 
 from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from orchestrator import StepFailedError, WorkflowContext, rpc, workflow
+from orchestrator import (
+    EventTimeout,
+    RetryPolicy,
+    StepFailedError,
+    WorkflowContext,
+    current_step,
+    rpc,
+    workflow,
+)
+
+APPROVAL_ABOVE_CENTS = 100_000
 
 
 class OrderInput(BaseModel):
@@ -17,6 +28,14 @@ class OrderInput(BaseModel):
 
 
 class PaymentDeclined(Exception):
+    """Final: the bank said no."""
+
+
+class GatewayTimeout(Exception):
+    """Transient: worth retrying."""
+
+
+class OrderRejected(Exception):
     pass
 
 
@@ -36,15 +55,27 @@ def release_stock(data: dict[str, object]) -> dict[str, object]:
 
 @rpc("payments.charge")
 def charge_card(data: dict[str, object]) -> dict[str, object]:
-    # A test card number that is always declined, as payment providers offer.
+    # Test card numbers, as payment providers offer: one always declined, one whose gateway
+    # times out on the first try.
     if data["card"] == "4000000000000002":
         raise PaymentDeclined(f"card declined for {data['amount_cents']} cents")
+    step = current_step()
+    if data["card"] == "4000000000000119" and step is not None and step.attempt == 1:
+        raise GatewayTimeout("payment gateway timed out")
     return {"charge_id": f"ch-{data['order_id']}", "amount_cents": data["amount_cents"]}
 
 
 @rpc("shipping.ship")
 def ship(data: dict[str, object]) -> dict[str, object]:
     return {"tracking": f"TRACK-{data['order_id']}"}
+
+
+CHARGE_RETRY = RetryPolicy(
+    max_attempts=4,
+    initial_delay="500ms",
+    retry_on=(GatewayTimeout,),
+    non_retryable=(PaymentDeclined,),
+)
 
 
 @workflow("order")
@@ -55,12 +86,20 @@ def order(ctx: WorkflowContext, data: OrderInput) -> dict[str, object]:
         {"order_id": data.order_id, "sku": data.sku, "quantity": data.quantity},
     )
     try:
+        if data.amount_cents > APPROVAL_ABOVE_CENTS:
+            try:
+                decision = ctx.wait_for_event("approval", timeout="1d")
+            except EventTimeout:
+                decision = {"approved": False, "by": "nobody within a day"}
+            if not decision.get("approved"):
+                raise OrderRejected(f"order {data.order_id} rejected by {decision.get('by')}")
         charge = ctx.do(
             "chargeCard",
             charge_card,
             {"order_id": data.order_id, "amount_cents": data.amount_cents, "card": data.card},
+            retry=CHARGE_RETRY,
         )
-    except StepFailedError:
+    except (StepFailedError, OrderRejected):
         ctx.do("releaseStock", release_stock, {"reservation": reservation["reservation"]})
         raise
     shipment = ctx.do("ship", "shipping.ship", {"order_id": data.order_id})
