@@ -294,3 +294,118 @@ def test_a_durable_sleep_survives_its_worker_being_killed(chaos: Cluster) -> Non
     # Woken by the new worker's sweeper soon after it was due, not an hour later.
     assert (nap.completed_at - nap.wake_at).total_seconds() < 15
     assert [ledger(chaos)[(name, "end")] for name in ("before", "after")] == [1, 1]
+
+
+# -- issue 3 on real workers ---------------------------------------------------------------
+
+
+def intervals(cluster: Cluster, prefix: str) -> list[tuple[float, float]]:
+    path = Path(cluster.env["CHAOS_LEDGER"])
+    starts: dict[str, float] = {}
+    spans = []
+    for line in path.read_text().splitlines():
+        _, step, event, _, _, at = line.split()
+        if step.startswith(prefix):
+            if event == "start":
+                starts[step] = float(at)
+            else:
+                spans.append((starts[step], float(at)))
+    return spans
+
+
+def test_map_runs_in_parallel_within_its_concurrency_limit(chaos: Cluster) -> None:
+    chaos.worker(concurrency=2)
+    chaos.worker(concurrency=2)
+    run = wait_for(chaos, chaos.client.start("fanned", {"steps": 6, "slow_seconds": 0.4}))
+    assert run.status is RunStatus.COMPLETED, run.error
+    assert run.output == [0.0, 2.0, 4.0, 6.0, 8.0, 10.0]
+    spans = intervals(chaos, "fan[")
+    peak = max(sum(1 for a, b in spans if a <= t < b) for t, _ in spans)
+    assert peak == 2  # four worker processes, but never more than two in flight
+
+
+def test_long_timers_are_woken_by_the_sweeper_not_a_countdown(
+    chaos: Cluster,
+) -> None:
+    chaos.env["WORKFLOW_MAX_COUNTDOWN"] = "1s"  # the 3 s nap gets no countdown message
+    chaos.worker()
+    run = wait_for(chaos, chaos.client.start("napper", {}))
+    assert run.status is RunStatus.COMPLETED
+    nap = run.step("nap")
+    assert nap.completed_at is not None and nap.wake_at is not None
+    assert 0 <= (nap.completed_at - nap.wake_at).total_seconds() < 5
+
+
+class DroppingDispatcher:
+    """A broker that accepts nothing: what a crash between commit and publish looks like."""
+
+    def dispatch(self, messages: object) -> None:
+        raise ConnectionError("broker unreachable")
+
+
+def test_runs_and_steps_whose_messages_never_reached_the_broker_are_redriven(
+    chaos: Cluster,
+) -> None:
+    from orchestrator.engine import Engine
+
+    lost = WorkflowClient(chaos.store, DroppingDispatcher())
+    never_started = lost.start("chain", {"steps": 2})
+    half_started = lost.start("chain", {"steps": 2})
+    Engine(chaos.store, DroppingDispatcher()).run_pass(half_started)  # step 0: outbox only
+    assert chaos.client.get_run(half_started).step("work-0").status is StepStatus.SCHEDULED
+    chaos.worker()  # its sweeper finds both after WORKFLOW_REDRIVE_AFTER (5 s)
+    for run_id in (never_started, half_started):
+        run = wait_for(chaos, run_id)
+        assert run.status is RunStatus.COMPLETED and run.output == {"total": 2.0}
+
+
+def test_child_workflows_events_and_cancel_with_cleanup(chaos: Cluster) -> None:
+    chaos.worker()
+    finished = chaos.client.start("family", {})
+    deadline = time.monotonic() + 30
+    while chaos.client.get_run(finished).waiting_for != "child:kid":
+        assert time.monotonic() < deadline, chaos.logs()
+        time.sleep(0.05)
+    chaos.client.send_event(finished, "go", {"early": True})  # kept until the wait
+    run = wait_for(chaos, finished)
+    assert run.status is RunStatus.COMPLETED, run.error
+    assert run.output == {"kid": {"value": 4.0}, "go": {"early": True}}
+    assert run.step("cleanup").result == "cleaned"
+
+    cancelled = chaos.client.start("family", {})
+    while chaos.client.get_run(cancelled).waiting_for != "child:kid":
+        time.sleep(0.05)
+    child_id = chaos.client.get_run(cancelled).step("kid").input["run_id"]
+    chaos.client.cancel_run(cancelled, "changed our mind")
+    run = wait_for(chaos, cancelled)
+    assert run.status is RunStatus.CANCELLED and run.error is not None
+    assert run.error.message == "changed our mind"
+    assert run.step("cleanup").result == "cleaned"  # the finally block ran inline
+    assert wait_for(chaos, child_id).status is RunStatus.CANCELLED
+
+
+def test_resume_and_fork(chaos: Cluster) -> None:
+    chaos.env["CHAOS_GATE"] = str(Path(chaos.env["CHAOS_LEDGER"]).with_name("gate"))
+    chaos.worker()
+    run = wait_for(chaos, chaos.client.start("gate", {}))
+    assert run.status is RunStatus.FAILED and run.error is not None
+    assert run.error.step == "gated"
+    Path(chaos.env["CHAOS_GATE"]).touch()  # the operator fixes the cause...
+    chaos.client.resume_run(run.id)  # ...and resumes
+    run = wait_for(chaos, run.id)
+    assert run.status is RunStatus.COMPLETED and run.output == "through"
+    assert ledger(chaos)[("before", "end")] == 1  # succeeded steps were not run again
+
+    fork = chaos.client.fork_run(run.id, from_step="gated")
+    forked = wait_for(chaos, fork.id)
+    assert forked.status is RunStatus.COMPLETED and forked.output == "through"
+    assert ledger(chaos)[("before", "end")] == 1 and ledger(chaos)[("gated", "end")] == 2
+
+
+def test_starting_with_one_idempotency_key_twice_gives_one_run(chaos: Cluster) -> None:
+    chaos.worker()
+    first = chaos.client.start("chain", {"steps": 1}, idempotency_key="invoice-7")
+    second = chaos.client.start("chain", {"steps": 1}, idempotency_key="invoice-7")
+    assert first == second
+    assert wait_for(chaos, first).status is RunStatus.COMPLETED
+    assert len(chaos.client.list_runs(workflow="chain")) == 1
