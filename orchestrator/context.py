@@ -68,6 +68,11 @@ class WorkflowContext:
     def workflow(self) -> str:
         return self._state.run.workflow
 
+    @property
+    def cancel_requested(self) -> str | None:
+        """The reason, once `cancel_run` was called for this run."""
+        return self._state.cancelling
+
     # -- steps -----------------------------------------------------------------------------
 
     def do(

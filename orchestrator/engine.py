@@ -178,6 +178,10 @@ class Engine:
             return self._failed(ctx.fatal, ctx)
         if ctx.cancelled is not None:
             return self._cancelled(ctx.cancelled.reason)
+        if ctx.cancel_requested is not None and exc is not None:
+            # Ended by an error while being cancelled, such as a child's cancellation seen as
+            # a failed step before this pass reached a cancellation point: still cancelled.
+            return self._cancelled(ctx.cancel_requested)
         if ctx.paused is not None:
             return RunPatch(status=RunStatus.PAUSED, waiting_for=ctx.paused.waiting_for)
         assert isinstance(exc, Exception), exc

@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from .errors import StaleBuildError
+from .errors import DefinitionError, StaleBuildError
 
 MANIFEST_FORMAT = 1
 
@@ -68,6 +68,15 @@ class WorkflowManifest(BaseModel):
         for site in self.steps:
             if site.kind == kind and site.dynamic and site.matches(step_name):
                 return site
+        seen_as = [site.kind for site in self.steps if site.matches(step_name)]
+        if seen_as:
+            # Not stale: the prebuild read this call site differently (a target held in a
+            # variable cannot be resolved without running the code).
+            raise DefinitionError(
+                f"workflow {self.name!r}: step {step_name!r} runs as {kind}, but the prebuild "
+                f"read its call site as {seen_as[0]}; pass the RPC name as a string literal or "
+                "the @rpc function itself"
+            )
         raise StaleBuildError(
             f"workflow {self.name!r} reached {kind} step {step_name!r}, which the generated "
             f"code does not know"

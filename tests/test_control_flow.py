@@ -279,3 +279,19 @@ def test_passes_are_not_sent_for_finished_children(runner: InProcessRunner) -> N
     run = runner.run("parent", {"values": [1]})
     passes = [m for m in runner.dispatcher.sent if isinstance(m, PassDispatch)]
     assert all(m.run_id in (run.id, run.step("kid").input["run_id"]) for m in passes)
+
+
+def test_a_cancelled_child_seen_first_still_ends_the_parent_cancelled(
+    runner: InProcessRunner,
+) -> None:
+    """The cascade may reach the child before the parent: the parent then replays a failed
+    child step before any cancellation point."""
+    run = runner.run("parent", {"values": [1], "limit": 99})
+    child_id = run.step("kid").input["run_id"]
+    runner.client.cancel_run(run.id)
+    runner.dispatcher.queue.clear()
+    runner.engine.run_pass(child_id)  # the child first
+    assert runner.client.get_run(child_id).status is RunStatus.CANCELLED
+    assert runner.client.get_run(run.id).step("kid").status is StepStatus.WAITING
+    runner.engine.run_pass(run.id)
+    assert runner.client.get_run(run.id).status is RunStatus.CANCELLED

@@ -239,3 +239,20 @@ def test_an_edited_source_is_a_stale_build_at_start(
     finally:
         definition.source_sha256 = original
     assert runner.store.list_runs() == []
+
+
+def test_a_call_site_read_differently_by_the_prebuild_names_the_cause(
+    runner: InProcessRunner, engineflows: Any
+) -> None:
+    manifest = installed()
+    basic = manifest.workflows["basic"]
+    as_inline = [s.model_copy(update={"kind": "inline"}) if s.name == "double" else s
+                 for s in basic.steps]  # fmt: skip
+    try:
+        manifest.workflows["basic"] = basic.model_copy(update={"steps": tuple(as_inline)})
+        run = runner.run("basic", {"value": 1})
+    finally:
+        manifest.workflows["basic"] = basic
+    assert run.status is RunStatus.FAILED and run.error is not None
+    assert run.error.type == "DefinitionError"
+    assert "runs as remote, but the prebuild read its call site as inline" in run.error.message

@@ -524,3 +524,30 @@ def test_a_pass_that_dies_is_redriven_even_when_nothing_else_was_requested(
     claim(store, "timer-pass", later)  # ...and this pass never commits
     lapsed = later + 2 * LEASE
     assert [n.run_id for n in store.runs_needing_pass(lapsed, lapsed)] == ["r1"]
+
+
+@pytest.mark.parametrize("parent_cancelling", [False, True])
+def test_a_cancelled_child_fails_its_step_unless_the_parent_is_cancelling(
+    store: RunStore, parent_cancelling: bool
+) -> None:
+    new_run(store)
+    c = claim(store)
+    store.commit_pass(
+        "r1", "p1", T0, T0 + LEASE, [waiting_child_step("kid", 0)],
+        RunPatch(status=RunStatus.PAUSED, waiting_for="child:kid"), c.requested,
+        children=[child_of("r1", "kid", "c1")],
+    )  # fmt: skip
+    store.request_cancel("r1" if parent_cancelling else "c1", "stop", T0)
+    cc = store.claim_run("c1", "cp", T0, T0 + LEASE)
+    assert isinstance(cc, PassClaim)
+    cancelled = RunPatch(status=RunStatus.CANCELLED, completed_at=T0)
+    store.commit_pass("c1", "cp", T0, T0 + LEASE, patch=cancelled, release=cc.requested)
+    kid = store.get_step("r1", "kid")
+    assert kid is not None
+    if parent_cancelling:
+        assert kid.status is StepStatus.WAITING  # the parent stops at its own cancellation
+    else:
+        assert kid.status is StepStatus.FAILED and kid.error is not None
+        assert kid.error.type == "ChildWorkflowCancelled"
+    later = T0 + timedelta(minutes=5)
+    assert [n.run_id for n in store.runs_needing_pass(later, later)] == ["r1"]

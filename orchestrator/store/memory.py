@@ -264,6 +264,10 @@ class MemoryStore(RunStore):
 
     def _finish_parent_step(self, child: Run, patch: RunPatch, now: datetime) -> None:
         assert child.parent_run_id is not None and child.parent_step is not None
+        parent = self._runs[child.parent_run_id].run
+        if patch.status is RunStatus.CANCELLED and parent.cancel_requested is not None:
+            self.request_pass(parent.id, now)  # see SqlStore._finish_parent_step
+            return
         srow = self._step_row(child.parent_run_id, child.parent_step)
         if srow is None or srow.step.status != StepStatus.WAITING:
             return

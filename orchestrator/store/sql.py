@@ -129,14 +129,10 @@ class SqlStore(SqlControl, SqlRecovery, RunStore):
                 .first()
             )
             if row is None:
-                status = conn.execute(
-                    sa.select(runs.c.status).where(runs.c.id == run_id)
-                ).scalar_one_or_none()
+                status = self._status_of(conn, run_id)
                 if status is None:
                     return ClaimRefused.MISSING
-                if RunStatus(status) not in claimable():
-                    return ClaimRefused.FINISHED
-                return ClaimRefused.BUSY
+                return ClaimRefused.BUSY if status in claimable() else ClaimRefused.FINISHED
             step_rows = self._step_rows(conn, run_id)
         return PassClaim(run_from_row(row, step_rows), row["requested"])
 
@@ -235,6 +231,14 @@ class SqlStore(SqlControl, SqlRecovery, RunStore):
         patch: RunPatch,
         now: datetime,
     ) -> None:
+        parent_cancelling = conn.execute(
+            sa.select(runs.c.cancel_requested).where(runs.c.id == parent_id)
+        ).scalar_one_or_none()
+        if patch.status is RunStatus.CANCELLED and parent_cancelling is not None:
+            # Cancelled by the parent's own cancellation: the parent stops at its cancellation
+            # point instead of seeing a failed step.
+            self._request_pass(conn, parent_id, now)
+            return
         error = None
         if patch.status is not RunStatus.COMPLETED:
             cause = patch.error.message if patch.error else patch.status.value

@@ -35,6 +35,14 @@ class SqlControl:
         raise NotImplementedError
 
     @staticmethod
+    def _status_of(conn: sa.Connection, run_id: str) -> RunStatus | None:
+        """Why a compare-and-set on a run matched nothing: its status, or None if missing."""
+        status = conn.execute(
+            sa.select(runs.c.status).where(runs.c.id == run_id)
+        ).scalar_one_or_none()
+        return None if status is None else RunStatus(status)
+
+    @staticmethod
     def _active_run(conn: sa.Connection, run_id: str) -> Mapping[Any, Any]:
         row = conn.execute(runs.select().where(runs.c.id == run_id)).mappings().first()
         if row is None:
@@ -123,12 +131,10 @@ class SqlControl:
                 .first()
             )
             if row is None:
-                status = conn.execute(
-                    sa.select(runs.c.status).where(runs.c.id == run_id)
-                ).scalar_one_or_none()
+                status = self._status_of(conn, run_id)
                 if status is None:
                     raise RunNotFoundError(run_id)
-                raise InvalidTransitionError(status, RunStatus.PENDING.value)
+                raise InvalidTransitionError(status.value, RunStatus.PENDING.value)
             # Succeeded steps stay cached; everything else is taken again.
             conn.execute(
                 steps.delete().where(
