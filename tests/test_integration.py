@@ -409,3 +409,110 @@ def test_starting_with_one_idempotency_key_twice_gives_one_run(chaos: Cluster) -
     assert first == second
     assert wait_for(chaos, first).status is RunStatus.COMPLETED
     assert len(chaos.client.list_runs(workflow="chain")) == 1
+
+
+V2_PATCHED = """
+@workflow("evolving")
+def evolving(ctx: WorkflowContext, data: dict[str, str]) -> list[str]:
+    out = [ctx.do("a", note, {"text": "a"})]
+    ctx.sleep("pause", "1s")
+    if ctx.patched("use-c"):
+        out.append(ctx.do("c", note, {"text": "c"}))
+    else:
+        out.append(ctx.do("b", note, {"text": "b"}))
+    ctx.sleep("settle", "3s")
+    return out
+"""
+
+V3_UNPATCHED = """
+@workflow("evolving")
+def evolving(ctx: WorkflowContext, data: dict[str, str]) -> list[str]:
+    out = [ctx.do("a", note, {"text": "a"})]
+    out.append(ctx.do("c", note, {"text": "c"}))  # moved before the pause, without a patch
+    ctx.sleep("pause", "1s")
+    ctx.sleep("settle", "3s")
+    return out
+"""
+
+
+def test_code_changed_under_a_live_run_replays_safely(
+    services_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A deploy between passes: `ctx.patched` keeps runs whose history went past the patch
+    point on their old path (runs that had not got there take the new one: nothing of the
+    old path ran yet), and a change that breaks a recorded history fails that run with
+    NonDeterminismError."""
+    root = prebuild_fixture("evolving", tmp_path / "evolving")
+    source = root / "evolving" / "flow.py"
+    v1 = source.read_text()
+    env = {**services_env, "PYTHONPATH": f"{root}:{services_env['PYTHONPATH']}",
+           "WORKFLOW_TASKS_MODULE": "evolving_tasks", "WORKFLOW_PACKAGE": "evolving"}  # fmt: skip
+    cli = [sys.executable, "-m", "orchestrator"]
+
+    def deploy(body: str) -> None:
+        source.write_text(v1[: v1.index('@workflow("evolving")')] + body.lstrip())
+        subprocess.run(
+            [sys.executable, "-m", "codegen", "prebuild", "--root", str(root), "--package",
+             "evolving", "--tasks-out", "evolving_tasks.py"], check=True, cwd=REPO,
+        )  # fmt: skip
+
+    def start() -> str:
+        done = subprocess.run([*cli, "start", "evolving", "--input", "{}"], env=env, cwd=REPO,
+                              capture_output=True, text=True, check=True)  # fmt: skip
+        return done.stdout.strip()
+
+    def run_json(run_id: str) -> dict[str, Any]:
+        shown = subprocess.run([*cli, "runs", "show", run_id, "--json"], env=env, cwd=REPO,
+                               capture_output=True, text=True, check=True)  # fmt: skip
+        data: dict[str, Any] = json.loads(shown.stdout)
+        return data
+
+    def wait(run_id: str, predicate: Any, timeout: float = 60) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while not predicate(run := run_json(run_id)):
+            assert time.monotonic() < deadline, run
+            time.sleep(0.2)
+        return run
+
+    started: list[WorkerProcess] = []
+
+    def worker(name: str) -> WorkerProcess:
+        started.append(WorkerProcess(env, tmp_path / f"{name}.log", name=name, cwd=REPO))
+        return started[-1].start()
+
+    try:
+        deploys_under_live_runs(worker, deploy, start, wait)
+    finally:
+        for w in started:
+            if w.proc is not None and w.proc.poll() is None:
+                w.kill()
+
+
+def deploys_under_live_runs(worker: Any, deploy: Any, start: Any, wait: Any) -> None:
+    import re
+
+    w1 = worker("v1")
+    old = start()
+    wait(old, lambda r: r["waiting_for"] == "timer:settle")  # past the patch point: b ran
+    w1.stop()
+    deploy(V2_PATCHED)
+    w2 = worker("v2")
+    new = start()
+    finished = wait(old, lambda r: r["status"] in ("completed", "failed"))
+    assert (finished["status"], finished["output"]) == ("completed", ["a", "b"])
+    fresh = wait(new, lambda r: r["status"] in ("completed", "failed"))
+    assert (fresh["status"], fresh["output"]) == ("completed", ["a", "c"])
+    assert [s["kind"] for s in fresh["steps"]] == ["remote", "sleep", "marker", "remote", "sleep"]
+    assert finished["version"] != fresh["version"]  # the step graph changed
+
+    broken = start()
+    wait(broken, lambda r: r["waiting_for"] == "timer:settle")
+    # This time a crash-style deploy: a warm shutdown could run the due timer under v2 first.
+    w2.kill()
+    deploy(V3_UNPATCHED)
+    worker("v3")
+    failed = wait(broken, lambda r: r["status"] in ("completed", "failed"))
+    assert failed["status"] == "failed"
+    assert failed["error"]["type"] == "NonDeterminismError"
+    assert re.search(r"history has sleep step 'pause', .* reaches remote step 'c'",
+                     failed["error"]["message"])  # fmt: skip
