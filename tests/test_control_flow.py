@@ -295,3 +295,15 @@ def test_a_cancelled_child_seen_first_still_ends_the_parent_cancelled(
     assert runner.client.get_run(run.id).step("kid").status is StepStatus.WAITING
     runner.engine.run_pass(run.id)
     assert runner.client.get_run(run.id).status is RunStatus.CANCELLED
+
+
+def test_a_step_over_its_timeout_fails_with_a_timeout_the_policy_retries(
+    runner: InProcessRunner, engineflows: Any
+) -> None:
+    run = runner.settle(runner.start("timing-out", {}))
+    assert run.status is RunStatus.COMPLETED and run.output == [None, None]
+    remote, inline = run.step("slowRemote"), run.step("slowInline")
+    assert remote.attempts == 2  # the timeout was retried once, then final
+    assert [e.type for e in remote.errors] == ["StepTimeoutError", "StepTimeoutError"]
+    assert inline.error is not None and inline.error.type == "StepTimeoutError"
+    assert "took longer than 0.01s" in inline.error.message

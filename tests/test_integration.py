@@ -516,3 +516,14 @@ def deploys_under_live_runs(worker: Any, deploy: Any, start: Any, wait: Any) -> 
     assert failed["error"]["type"] == "NonDeterminismError"
     assert re.search(r"history has sleep step 'pause', .* reaches remote step 'c'",
                      failed["error"]["message"])  # fmt: skip
+
+
+def test_a_step_timeout_interrupts_the_attempt_and_is_retried(chaos: Cluster) -> None:
+    chaos.worker()
+    started = time.monotonic()
+    run = wait_for(chaos, chaos.client.start("deadline", {}))
+    assert run.status is RunStatus.COMPLETED, run.error
+    assert time.monotonic() - started < 8  # not the 10 s the first attempt wanted
+    slow = run.step("slow")
+    assert slow.attempts == 2 and [e.type for e in slow.errors] == ["StepTimeoutError"]
+    assert ledger(chaos)[("slow", "end")] == 1  # the interrupted attempt never finished
