@@ -455,7 +455,8 @@ def test_a_finished_child_run_finishes_its_parent_step(store: RunStore) -> None:
     assert [n.run_id for n in store.runs_needing_pass(later, later)] == ["r1"]
 
 
-def test_cancel_flags_the_run_and_its_children(store: RunStore) -> None:
+def paused_on_a_child(store: RunStore) -> None:
+    """Run r1 waits on step "kid" for its child run c1."""
     new_run(store)
     c = claim(store)
     store.commit_pass(
@@ -463,6 +464,10 @@ def test_cancel_flags_the_run_and_its_children(store: RunStore) -> None:
         RunPatch(status=RunStatus.PAUSED, waiting_for="child:kid"), c.requested,
         children=[child_of("r1", "kid", "c1")],
     )  # fmt: skip
+
+
+def test_cancel_flags_the_run_and_its_children(store: RunStore) -> None:
+    paused_on_a_child(store)
     flagged = store.request_cancel("r1", "no longer needed", T0)
     assert sorted(f.run_id for f in flagged) == ["c1", "r1"]
     run, child = store.get_run("r1"), store.get_run("c1")
@@ -530,13 +535,7 @@ def test_a_pass_that_dies_is_redriven_even_when_nothing_else_was_requested(
 def test_a_cancelled_child_fails_its_step_unless_the_parent_is_cancelling(
     store: RunStore, parent_cancelling: bool
 ) -> None:
-    new_run(store)
-    c = claim(store)
-    store.commit_pass(
-        "r1", "p1", T0, T0 + LEASE, [waiting_child_step("kid", 0)],
-        RunPatch(status=RunStatus.PAUSED, waiting_for="child:kid"), c.requested,
-        children=[child_of("r1", "kid", "c1")],
-    )  # fmt: skip
+    paused_on_a_child(store)
     store.request_cancel("r1" if parent_cancelling else "c1", "stop", T0)
     cc = store.claim_run("c1", "cp", T0, T0 + LEASE)
     assert isinstance(cc, PassClaim)
