@@ -52,7 +52,9 @@ class PassState:
     def record(self, step: StepRun) -> None:
         self.steps[step.name] = step
         self.by_seq[step.seq] = step
-        self.writes.append(step)
+        # One write per step per commit (a wait created and satisfied in the same pass): a
+        # batch upsert must not touch one row twice.
+        self.writes = [w for w in self.writes if w.name != step.name] + [step]
 
     def flush(self) -> None:
         # Children and consumed events go with the steps that refer to them: a crash after
