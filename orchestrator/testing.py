@@ -1,5 +1,5 @@
-"""An in-process mode: run workflows synchronously, with an in-memory store and a clock you
-move by hand. For unit tests of workflows, and of this package."""
+"""An in-process mode: run workflows synchronously, with a store in memory (SQLite) and a
+clock you move by hand. For unit tests of workflows, and of this package."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ from .manifest import installed
 from .models import Run
 from .steps import StepExecutor
 from .store import RunStore
-from .store.memory import MemoryStore
 from .sweeper import Sweeper
 
 
@@ -42,7 +41,7 @@ class InProcessRunner:
         registry: Registry = REGISTRY,
     ) -> None:
         self.clock = clock or FakeClock()
-        self.store = store or MemoryStore()
+        self.store = store or RunStore.from_url("memory://")
         self.dispatcher = LocalDispatcher()
         self.engine = Engine(self.store, self.dispatcher, registry=registry, clock=self.clock)
         self.executor = StepExecutor(

@@ -10,7 +10,7 @@ from sqlalchemy.exc import OperationalError
 
 from orchestrator.models import RunStatus, StepStatus
 from orchestrator.store import RunStore
-from orchestrator.store.memory import MemoryStore
+from orchestrator.store.sqlite import SqliteStore
 from orchestrator.testing import InProcessRunner
 
 
@@ -45,7 +45,7 @@ def test_a_timer_pass_dying_after_an_inline_commit_is_redriven(
 
 
 def test_a_failed_final_commit_of_a_timer_pass_is_redriven(engineflows: Any) -> None:
-    class FlakyStore(MemoryStore):
+    class FlakyStore(SqliteStore):
         fail_release = False
 
         def commit_pass(self, *args: Any, **kwargs: Any) -> bool:
@@ -54,7 +54,7 @@ def test_a_failed_final_commit_of_a_timer_pass_is_redriven(engineflows: Any) -> 
                 raise OperationalError("UPDATE wf_runs", {}, Exception("database is locked"))
             return super().commit_pass(*args, **kwargs)
 
-    store = FlakyStore()
+    store = FlakyStore("sqlite://")
     runner = InProcessRunner(store)
     run_id = runner.start("nap-then-inline", {"value": 0})
     runner.drain()
@@ -71,7 +71,7 @@ def test_a_store_failure_mid_pass_cannot_be_caught_by_user_code(engineflows: Any
     flows = engineflows.flows
     flows.CALLS.clear()
 
-    class BlinkingStore(MemoryStore):
+    class BlinkingStore(SqliteStore):
         blink = True
 
         def commit_pass(self, *args: Any, **kwargs: Any) -> bool:
@@ -80,7 +80,7 @@ def test_a_store_failure_mid_pass_cannot_be_caught_by_user_code(engineflows: Any
                 raise OperationalError("INSERT wf_steps", {}, Exception("connection reset"))
             return super().commit_pass(*args, **kwargs)
 
-    runner = InProcessRunner(BlinkingStore())
+    runner = InProcessRunner(BlinkingStore("sqlite://"))
     run_id = runner.start("compensating", {"value": 0})
     with pytest.raises(OperationalError):  # the pass ends with the store's own error
         runner.drain()

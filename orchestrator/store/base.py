@@ -45,12 +45,13 @@ class RunStore(ABC):
 
     @staticmethod
     def from_url(url: str) -> RunStore:
-        """`memory://`, `sqlite:///path.db` or `postgresql://...` (psycopg 3)."""
+        """`sqlite:///path.db`, `postgresql://...` (psycopg 3), or `memory://` (SQLite in
+        memory, for tests and the in-process mode)."""
         scheme = url.split(":", 1)[0].split("+", 1)[0].lower()
         if scheme == "memory":
-            from .memory import MemoryStore
+            from .sqlite import SqliteStore
 
-            return MemoryStore()
+            return SqliteStore("sqlite://")
         if scheme == "sqlite":
             from .sqlite import SqliteStore
 
