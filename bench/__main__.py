@@ -159,7 +159,7 @@ def main() -> int:
         manifest = Manifest.load(HERE / "benchflows" / "_manifest.json")
         routes = {**routes_from_manifest(manifest), "bench.chain_link": ("chain", "bench.chain")}
         queues = configure_queues(app, routes, settings.queue_grouping)
-        store = RunStore.from_url(settings.database_url)
+        store = RunStore.from_settings(settings)
         client = WorkflowClient(store, CeleryDispatcher(settings, app))
         log = logs / f"worker-{grouping}.log"
         print(f"grouping={grouping}: {len(queues)} queues; worker log {log}", file=sys.stderr)

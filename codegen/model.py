@@ -7,17 +7,21 @@ from dataclasses import dataclass
 from typing import Literal
 
 from orchestrator.errors import WorkflowError
+from orchestrator.manifest import orchestrator_task_name, step_task_name
 
 StepKind = Literal["remote", "inline", "sleep", "event", "child"]
 
-
-def orchestrator_task_name(workflow: str) -> str:
-    return f"wf.{workflow}.orchestrator"
-
-
-def step_task_name(workflow: str, step: str) -> str:
-    """The Celery task (and default queue) of a remote step call site."""
-    return f"wf.{workflow}.{step}"
+__all__ = [
+    "PrebuildError",
+    "Problem",
+    "RpcDef",
+    "ScanResult",
+    "StepCall",
+    "StepKind",
+    "WorkflowDef",
+    "orchestrator_task_name",
+    "step_task_name",
+]
 
 
 @dataclass(frozen=True, order=True)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from orchestrator.manifest import source_sha256
+from orchestrator.package import HANDLES_MODULE, TASKS_MODULE
 
 from .model import (
     PrebuildError,
@@ -29,7 +30,8 @@ from .symbols import ModuleSymbols, dotted
 
 DecoratorKind = Literal["workflow", "rpc"]
 
-GENERATED_MODULE = "_generated.py"
+# The prebuild's own outputs are never read back as source.
+GENERATED_MODULES = frozenset({f"{HANDLES_MODULE}.py", f"{TASKS_MODULE}.py"})
 
 
 @dataclass
@@ -89,7 +91,11 @@ def _parse_package(
     root: Path, package_dir: Path, package: str, problems: list[Problem]
 ) -> list[_Module]:
     files = sorted(
-        (p for p in package_dir.rglob("*.py") if p != package_dir / GENERATED_MODULE),
+        (
+            p
+            for p in package_dir.rglob("*.py")
+            if not (p.parent == package_dir and p.name in GENERATED_MODULES)
+        ),
         key=lambda p: p.relative_to(root).as_posix(),
     )
     modules: list[_Module] = []

@@ -8,16 +8,23 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from .clock import Clock, utcnow
 from .config import Settings
 from .definitions import REGISTRY, Registry, WorkflowDefinition
 from .dispatch import Dispatcher, PassDispatch
+from .durations import Duration, parse_duration
 from .engine import publish
-from .errors import ConfigurationError, RunExistsError, RunNotFoundError, RunTimeoutError
-from .models import Run, RunStatus
+from .errors import (
+    ConfigurationError,
+    IdempotencyConflictError,
+    RunExistsError,
+    RunNotFoundError,
+    RunTimeoutError,
+)
+from .models import IDEMPOTENCY_KEY_MAX, RUN_ID_MAX, Run, RunStatus, check_identifier
 from .serialization import model_dump, to_jsonable
 from .states import TERMINAL
 from .store import RunStore
@@ -61,28 +68,47 @@ class WorkflowClient:
         """Validate `input`, store a new run and enqueue its first pass; return the run id.
 
         Invalid input raises pydantic's `ValidationError` and stores nothing. Starting again
-        with the same `run_id` or `idempotency_key` returns the same run.
+        with the same `run_id` or `idempotency_key` and the same input returns the same run;
+        with other input it is an `IdempotencyConflictError`.
         """
         name = workflow if isinstance(workflow, str) else workflow.name
         definition = self.registry.workflow(name)
+        if run_id is not None:
+            check_identifier(run_id, "run id", RUN_ID_MAX)
         if idempotency_key is not None:
+            check_identifier(idempotency_key, "idempotency key", IDEMPOTENCY_KEY_MAX)
             run_id = run_id or uuid.uuid5(uuid.NAMESPACE_URL, f"wf:{name}/{idempotency_key}").hex
         # Input and build are checked before anything is stored.
-        run = definition.new_run(input, run_id or uuid.uuid4().hex, self.clock())
+        run = definition.new_run(
+            input, run_id or uuid.uuid4().hex, self.clock(), idempotency_key=idempotency_key
+        )
         dispatcher = self.dispatcher
         try:
             self.store.create_run(run)
         except RunExistsError:
-            existing = self.get_run(run.id)
-            if existing.workflow != name:
-                raise RunExistsError(
-                    f"run {run.id} exists already, of workflow {existing.workflow!r}"
-                ) from None
+            self._check_same_request(run)
             return run.id
         # If this publish is lost, the run is still stored with a pass requested: the sweeper
-        # starts it.
-        publish(dispatcher, [PassDispatch(run.id, name)])
+        # of a worker serving this workflow starts it.
+        publish(dispatcher, [PassDispatch(run.id, name)], what=f"run {run.id} was stored")
         return run.id
+
+    def _check_same_request(self, run: Run) -> None:
+        """A start that found its run id taken is a repeat only if it asks for the same
+        thing; the same key for another request is a caller's bug, reported, not hidden."""
+        existing = self.get_run(run.id, steps=False)
+        if (existing.workflow, existing.input) == (run.workflow, run.input):
+            return
+        what = (
+            f"idempotency key {run.idempotency_key!r}"
+            if run.idempotency_key is not None
+            else f"run id {run.id!r}"
+        )
+        differs = "workflow" if existing.workflow != run.workflow else "input"
+        raise IdempotencyConflictError(
+            f"{what} was already used for run {run.id} of workflow {existing.workflow!r} "
+            f"with other {differs}: the same key must always mean the same request"
+        )
 
     def send_event(self, run_id: str, name: str, payload: Any = None) -> None:
         """Deliver an event to a run's `wait_for_event(name)`, now or when it gets there.
@@ -110,8 +136,9 @@ class WorkflowClient:
         publish(self.dispatcher, [PassDispatch(run.id, run.workflow)])
         return run
 
-    def get_run(self, run_id: str) -> Run:
-        run = self.store.get_run(run_id)
+    def get_run(self, run_id: str, *, steps: bool = True) -> Run:
+        """The run, with its steps unless `steps=False` (one query instead of two)."""
+        run = self.store.get_run(run_id, steps=steps)
         if run is None:
             raise RunNotFoundError(run_id)
         return run
@@ -122,18 +149,42 @@ class WorkflowClient:
         status: RunStatus | str | None = None,
         limit: int = 100,
     ) -> list[Run]:
+        if limit < 1:
+            raise ConfigurationError(f"limit must be at least 1, not {limit}")
         return self.store.list_runs(
             workflow, RunStatus(status) if status is not None else None, limit
         )
 
+    def purge_runs(
+        self,
+        older_than: Duration,
+        status: Collection[RunStatus | str] | RunStatus | str | None = None,
+        *,
+        batch_size: int = 500,
+    ) -> int:
+        """Delete runs that finished more than `older_than` ago ("30d", a timedelta...), with
+        their steps and events, `batch_size` runs per transaction; return how many. `status`
+        picks among completed, failed and cancelled (default: all three); a run that is not
+        finished is never deleted."""
+        age = parse_duration(older_than)
+        if batch_size < 1:
+            raise ConfigurationError(f"batch_size must be at least 1, not {batch_size}")
+        wanted = _finished_statuses(status)
+        before = self.clock() - age
+        total = 0
+        while deleted := self.store.purge_runs(before, wanted, batch_size):
+            total += deleted
+        log.info("purged %d finished run(s) older than %s", total, age)
+        return total
+
     def wait_for_run(self, run_id: str, timeout: float = 60.0, poll_interval: float = 0.05) -> Run:
         """Block until the run is completed, failed or cancelled; `RunTimeoutError` after
-        `timeout` seconds."""
+        `timeout` seconds. Polls the run alone; its steps are loaded once, at the end."""
         deadline = time.monotonic() + timeout
         while True:
-            run = self.get_run(run_id)
+            run = self.get_run(run_id, steps=False)
             if run.status in TERMINAL:
-                return run
+                return self.get_run(run_id)
             if time.monotonic() >= deadline:
                 raise RunTimeoutError(
                     f"run {run_id} still {run.status.value} after {timeout}s"
@@ -152,6 +203,21 @@ class WorkflowClient:
         return self.wait_for_run(self.start(workflow, input), timeout=timeout)
 
 
+def _finished_statuses(
+    status: Collection[RunStatus | str] | RunStatus | str | None,
+) -> frozenset[RunStatus]:
+    if status is None:
+        return TERMINAL
+    items = [status] if isinstance(status, str) else list(status)
+    chosen = frozenset(RunStatus(s) for s in items)
+    if not chosen <= TERMINAL:
+        unfinished = ", ".join(sorted(s.value for s in chosen - TERMINAL))
+        raise ConfigurationError(
+            f"only finished runs can be purged (completed, failed, cancelled), not {unfinished}"
+        )
+    return chosen
+
+
 def load_object(path: str) -> Any:
     """Import `package.module:attribute`."""
     module, _, attribute = path.partition(":")
@@ -168,7 +234,7 @@ def default_client() -> WorkflowClient:
     global _default
     if _default is None or _default[0] != os.getpid():
         settings = Settings.from_env()
-        store = RunStore.from_url(settings.database_url)
+        store = RunStore.from_settings(settings)
 
         def factory() -> Dispatcher:
             return load_object(settings.dispatcher)(settings)  # type: ignore[no-any-return]
@@ -232,3 +298,12 @@ def resume_run(run_id: str) -> Run:
 
 def fork_run(run_id: str, from_step: str) -> Run:
     return default_client().fork_run(run_id, from_step)
+
+
+def purge_runs(
+    older_than: Duration,
+    status: Collection[RunStatus | str] | RunStatus | str | None = None,
+    *,
+    batch_size: int = 500,
+) -> int:
+    return default_client().purge_runs(older_than, status, batch_size=batch_size)

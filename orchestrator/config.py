@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import keyword
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,6 +17,24 @@ from .errors import ConfigurationError
 QueueGrouping = Literal["step", "workflow", "shared"]
 _GROUPINGS: tuple[QueueGrouping, ...] = ("step", "workflow", "shared")
 
+DEFAULT_PACKAGE = "workflows"
+
+
+def check_package_name(name: str, source: str = "WORKFLOW_PACKAGE") -> str:
+    """`name` if it is a dotted module name (`myapp.flows`), else `ConfigurationError`."""
+    if not all(part.isidentifier() and not keyword.iskeyword(part) for part in name.split(".")):
+        raise ConfigurationError(
+            f"{source} must be a dotted module name such as myapp.flows, not {name!r}"
+        )
+    return name
+
+
+def workflow_package(env: Mapping[str, str] | None = None) -> str:
+    """The workflows package: `WORKFLOW_PACKAGE`, read the same way by the prebuild, the
+    workers, the client and the CLI (each may take a flag that overrides it)."""
+    env = os.environ if env is None else env
+    return check_package_name(env.get("WORKFLOW_PACKAGE") or DEFAULT_PACKAGE)
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -23,7 +42,6 @@ class Settings:
     database_url: str
     broker_url: str
     package: str
-    tasks_module: str
     queue_grouping: QueueGrouping
     step_lease: timedelta
     run_lease: timedelta
@@ -32,6 +50,16 @@ class Settings:
     max_countdown: timedelta
     broker_poll_interval: float
     dispatcher: str
+
+    @property
+    def embedded_database(self) -> bool:
+        """The default SQLite file under `home`, which is created on first use (a database
+        URL that is given must point somewhere that exists)."""
+        return self.database_url == self.default_database_url(self.home)
+
+    @staticmethod
+    def default_database_url(home: Path) -> str:
+        return f"sqlite:///{home / 'state.sqlite'}"
 
     @property
     def embedded_broker(self) -> bool:
@@ -59,11 +87,10 @@ class Settings:
             raise ConfigurationError("WORKFLOW_BROKER_POLL_INTERVAL must be seconds") from None
         return cls(
             home=home,
-            database_url=env.get("WORKFLOW_DATABASE_URL") or f"sqlite:///{home / 'state.sqlite'}",
+            database_url=env.get("WORKFLOW_DATABASE_URL") or cls.default_database_url(home),
             # The embedded broker (workers/fs_transport.py): message files under home/broker.
             broker_url=env.get("WORKFLOW_BROKER_URL") or "localfs://",
-            package=env.get("WORKFLOW_PACKAGE", "workflows"),
-            tasks_module=env.get("WORKFLOW_TASKS_MODULE", "workers.generated"),
+            package=workflow_package(env),
             queue_grouping=grouping,
             step_lease=duration("WORKFLOW_STEP_LEASE", "30s"),
             run_lease=duration("WORKFLOW_RUN_LEASE", "60s"),

@@ -289,7 +289,7 @@ class WorkflowContext:
             }
         )
         self._state.record(step)
-        self._state.dispatches.append(StepDispatch.of(step))
+        self._state.dispatches.append(StepDispatch.of(step, self.workflow))
 
     def _inline(self, call: StepCall, name: str, seq: int) -> Any:
         """Run an inline step (again, if its retry delay is over) and commit the outcome before

@@ -96,7 +96,13 @@ class WorkflowDefinition(Generic[InputT, OutputT]):
         return self.input_adapter.dump_python(value, mode="json")
 
     def new_run(
-        self, input: Any, run_id: str, now: datetime, parent: Run | None = None, step: str = ""
+        self,
+        input: Any,
+        run_id: str,
+        now: datetime,
+        parent: Run | None = None,
+        step: str = "",
+        idempotency_key: str | None = None,
     ) -> Run:
         """A pending run of this workflow: input validated (pydantic's `ValidationError`) and
         stamped with the manifest's version (`StaleBuildError` if the build is stale)."""
@@ -110,6 +116,7 @@ class WorkflowDefinition(Generic[InputT, OutputT]):
             parent_run_id=parent.id if parent else None,
             parent_step=step or None,
             parent_workflow=parent.workflow if parent else None,
+            idempotency_key=idempotency_key,
             created_at=now,
             updated_at=now,
         )

@@ -18,14 +18,15 @@ class StepDispatch:
     run_id: str
     step: str
     task: str
+    workflow: str  # queue grouping may put every task of a workflow on one queue
     eta: datetime | None = None  # a retry's delay
     timeout: float | None = None  # seconds per attempt (a soft time limit where supported)
 
     @classmethod
-    def of(cls, step: StepRun, eta: datetime | None = None) -> StepDispatch:
+    def of(cls, step: StepRun, workflow: str, eta: datetime | None = None) -> StepDispatch:
         assert step.task is not None, f"step {step.name!r} is not remote"
         timeout = step.policy.timeout if step.policy else None
-        return cls(step.run_id, step.name, step.task, eta=eta, timeout=timeout)
+        return cls(step.run_id, step.name, step.task, workflow, eta=eta, timeout=timeout)
 
 
 @dataclass(frozen=True)

@@ -33,17 +33,24 @@ from .store import ClaimRefused, PassClaim, RunStore
 log = logging.getLogger(__name__)
 
 
-def publish(dispatcher: Dispatcher, messages: Sequence[Dispatch]) -> None:
-    """Publish after the store commit. A failure is logged, not raised: the store already holds
-    the intent, and the sweeper re-drives it."""
+def publish(dispatcher: Dispatcher, messages: Sequence[Dispatch], what: str = "") -> None:
+    """Publish after the store commit. A failure is one warning line, not an error: the store
+    already holds the intent, and a sweeper re-drives it once the broker is back."""
     if not messages:
         return
     try:
         dispatcher.dispatch(messages)
-    except Exception:
-        log.exception(
-            "publishing %d message(s) failed; the sweeper will re-drive them", len(messages)
+    except Exception as exc:
+        reason = (str(exc).strip().splitlines() or [""])[0]
+        log.warning(
+            "%scould not publish %d message(s) (%s: %s); the sweeper of a worker serving the "
+            "workflow will send them when the broker is reachable",
+            f"{what}, but " if what else "",
+            len(messages),
+            type(exc).__name__,
+            reason,
         )
+        log.debug("publish failure", exc_info=True)
 
 
 def child_run_id(parent_run_id: str, step: str) -> str:
@@ -73,8 +80,22 @@ class Engine:
         self.max_countdown = max_countdown
         self.keeper = keeper or NoLeaseKeeper()
 
-    def run_pass(self, run_id: str) -> RunStatus | ClaimRefused:
-        """Replay the run once; return its status after the pass (or why it was skipped)."""
+    def run_pass(self, run_id: str, workflow: str | None = None) -> RunStatus | ClaimRefused:
+        """Replay the run once; return its status after the pass (or why it was skipped).
+
+        `workflow`, when the message names it, is checked first: a process that has no
+        definition of it leaves the run alone (its own service's workers will run it) instead
+        of failing it for good."""
+        if workflow is not None and workflow not in self.registry.workflows:
+            log.error(
+                "pass of run %s skipped: this process does not serve workflow %r (serves: %s); "
+                "the run is left for a worker of its own service",
+                run_id,
+                workflow,
+                ", ".join(sorted(self.registry.workflows)) or "none",
+                extra={"run_id": run_id, "workflow": workflow},
+            )
+            return ClaimRefused.UNSERVED
         owner = uuid.uuid4().hex
         now = self.clock()
         claim = self.store.claim_run(run_id, owner, now, now + self.run_lease)

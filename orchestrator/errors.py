@@ -48,11 +48,35 @@ class RunExistsError(WorkflowError):
     """A run with that id already exists."""
 
 
+class IdempotencyConflictError(RunExistsError):
+    """A start reused a run id or idempotency key with other input (or another workflow):
+    the same key must always mean the same request, as in Temporal and Stripe."""
+
+
+class StepNotFoundError(WorkflowError):
+    """The run has no step of that name (fork's `from_step`)."""
+
+    def __init__(self, run_id: str, step: str, known: list[str]) -> None:
+        names = ", ".join(known) or "none"
+        super().__init__(f"run {run_id} has no step {step!r} (its steps: {names})")
+        self.run_id = run_id
+        self.step = step
+
+
+class StoreUnavailableError(WorkflowError):
+    """The run store cannot be reached or opened (server down, database missing, a folder
+    that does not exist)."""
+
+
+class SchemaVersionError(WorkflowError):
+    """The run store's schema is not the one this code was written for."""
+
+
 class InvalidTransitionError(WorkflowError):
     """A run was asked to move between two statuses the state machine does not link."""
 
-    def __init__(self, current: str, target: str) -> None:
-        super().__init__(f"invalid run status transition {current!r} -> {target!r}")
+    def __init__(self, current: str, target: str, message: str | None = None) -> None:
+        super().__init__(message or f"invalid run status transition {current!r} -> {target!r}")
         self.current = current
         self.target = target
 

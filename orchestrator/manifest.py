@@ -19,6 +19,16 @@ from .errors import DefinitionError, StaleBuildError
 MANIFEST_FORMAT = 1
 
 
+def orchestrator_task_name(workflow: str) -> str:
+    """The task (and default queue) of a workflow's orchestrator passes."""
+    return f"wf.{workflow}.orchestrator"
+
+
+def step_task_name(workflow: str, step: str) -> str:
+    """The task (and default queue) of a remote step call site."""
+    return f"wf.{workflow}.{step}"
+
+
 class StepSite(BaseModel):
     """One `ctx.do` / `ctx.sleep` call site of a workflow, in source order."""
 

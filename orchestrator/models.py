@@ -9,7 +9,24 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from .errors import ConfigurationError
 from .retry import StepPolicy
+
+# Column widths of the run store (orchestrator/store/tables.py): checked before anything is
+# written, so a long value is a clear error and not a database one.
+RUN_ID_MAX = 64
+IDEMPOTENCY_KEY_MAX = 200
+
+
+def check_identifier(value: str, what: str, longest: int) -> str:
+    """`value` if it is a usable run id (or key): non-empty, printable, at most `longest`."""
+    if not isinstance(value, str) or not value or not value.isprintable():
+        raise ConfigurationError(f"invalid {what} {value!r}: a non-empty printable string")
+    if len(value) > longest:
+        raise ConfigurationError(
+            f"invalid {what} {value[:20]!r}...: {len(value)} characters, at most {longest}"
+        )
+    return value
 
 
 class RunStatus(StrEnum):
@@ -114,6 +131,7 @@ class Run(BaseModel):
     parent_step: str | None = None
     parent_workflow: str | None = None
     cancel_requested: str | None = None  # the reason, once cancel_run() was called
+    idempotency_key: str | None = None  # as given to start(); the run id is derived from it
     created_at: datetime
     started_at: datetime | None = None
     completed_at: datetime | None = None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .errors import InvalidTransitionError
+from .errors import InvalidTransitionError, RunFinishedError, WorkflowError
 from .models import RunStatus
 
 # Failed and cancelled runs go back to pending (not running) when resumed, so that a stray
@@ -49,3 +49,16 @@ def sources_of(target: RunStatus) -> frozenset[RunStatus]:
 def claimable() -> frozenset[RunStatus]:
     """Statuses in which an orchestrator pass may take a run: not finished ones."""
     return sources_of(RunStatus.RUNNING) - TERMINAL
+
+
+def resume_refused(run_id: str, status: RunStatus) -> WorkflowError:
+    """Why a run in `status` cannot be resumed (only failed and cancelled runs can)."""
+    if status is RunStatus.COMPLETED:
+        return RunFinishedError(
+            f"run {run_id} has completed: only a failed or cancelled run can be resumed"
+        )
+    return InvalidTransitionError(
+        status.value,
+        RunStatus.PENDING.value,
+        f"run {run_id} is {status.value}: only a failed or cancelled run can be resumed",
+    )

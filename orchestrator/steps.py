@@ -131,7 +131,7 @@ class StepExecutor:
             # worker took the step over) must not end the step as failed either.
             return (
                 StepOutcome.RETRYING
-                if self._retry(step, owner, error, policy)
+                if self._retry(step, workflow, owner, error, policy)
                 else StepOutcome.LOST
             )
         recorded = self.store.finish_step(run_id, step_name, self.clock(), result, error)
@@ -144,7 +144,9 @@ class StepExecutor:
     def _retryable(step: StepRun, error: ErrorInfo, policy: StepPolicy) -> bool:
         return policy.retry is not None and policy.retry.allows(step.attempts, error.names)
 
-    def _retry(self, step: StepRun, owner: str, error: ErrorInfo, policy: StepPolicy) -> bool:
+    def _retry(
+        self, step: StepRun, workflow: str, owner: str, error: ErrorInfo, policy: StepPolicy
+    ) -> bool:
         """Put a failed attempt back for later. The wait holds no worker slot: a short one is
         a countdown message, a long one is left to the sweeper."""
         assert policy.retry is not None
@@ -153,5 +155,5 @@ class StepExecutor:
         if not self.store.retry_step(step.run_id, step.name, owner, now, error, retry_at):
             return False
         if retry_at - now <= self.max_countdown:
-            publish(self.dispatcher, [StepDispatch.of(step, eta=retry_at)])
+            publish(self.dispatcher, [StepDispatch.of(step, workflow, eta=retry_at)])
         return True

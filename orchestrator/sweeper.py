@@ -4,6 +4,7 @@ in the store, so sweepers in several workers at once do not double the work."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -36,6 +37,7 @@ class Sweeper:
         clock: Clock = utcnow,
         redrive_after: timedelta = timedelta(seconds=30),
         timer_grace: timedelta = timedelta(seconds=1),
+        workflows: Collection[str] | None = None,
     ) -> None:
         self.store = store
         self.dispatcher = dispatcher
@@ -45,14 +47,19 @@ class Sweeper:
         self.redrive_after = redrive_after
         # Short timers are normally woken by their countdown message; give it a moment first.
         self.timer_grace = timer_grace
+        # The workflows this process serves (None: all). Another service's runs are its own
+        # sweepers' business: their messages would go to queues no worker here consumes.
+        self.workflows = None if workflows is None else frozenset(workflows)
 
     def sweep_once(self) -> SweepReport:
-        now = self.clock()
-        lapsed = self.store.reclaim_lapsed_steps(now)
-        stale = self.store.stale_scheduled_steps(now, now - self.redrive_after)
-        timers = self.store.wake_due_timers(now, now - self.timer_grace)
-        stalled = self.store.runs_needing_pass(now, now - self.redrive_after)
-        messages: list[Dispatch] = [StepDispatch.of(s) for s in (*lapsed, *stale) if s.task]
+        now, mine = self.clock(), self.workflows
+        lapsed = self.store.reclaim_lapsed_steps(now, workflows=mine)
+        stale = self.store.stale_scheduled_steps(now, now - self.redrive_after, workflows=mine)
+        timers = self.store.wake_due_timers(now, now - self.timer_grace, workflows=mine)
+        stalled = self.store.runs_needing_pass(now, now - self.redrive_after, workflows=mine)
+        messages: list[Dispatch] = [
+            StepDispatch.of(s.step, s.workflow) for s in (*lapsed, *stale) if s.step.task
+        ]
         messages += [PassDispatch(r.run_id, r.workflow) for r in (*timers, *stalled)]
         publish(self.dispatcher, messages)
         report = SweepReport(len(lapsed), len(stale), len(timers), len(stalled))

@@ -68,9 +68,9 @@ def redis_url() -> Iterator[str]:
         client.close()
 
 
-@pytest.fixture(scope="session", autouse=True)
-def repo_prebuild() -> None:
-    """The examples' generated code is not committed: generate it for the tests."""
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """The examples' generated code is not committed: generate it before any test module is
+    collected, so that the test command works first thing on a fresh clone."""
     subprocess.run(
         [sys.executable, "-m", "codegen", "prebuild"], check=True, cwd=REPO, capture_output=True
     )

@@ -21,27 +21,16 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 def prebuild_fixture(package: str, root: Path) -> Path:
-    """Copy the fixture package under `root`, run the real prebuild on it (tasks module
-    `<package>_tasks`), and return `root` (to be put on sys.path / PYTHONPATH)."""
+    """Copy the fixture package under `root`, run the real prebuild on it, and return `root`
+    (workers serve it with WORKFLOW_PACKAGE=<package>, from `root` or with it on PYTHONPATH)."""
     shutil.copytree(FIXTURES / package, root / package)
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "codegen",
-            "prebuild",
-            "--root",
-            str(root),
-            "--package",
-            package,
-            "--tasks-out",
-            f"{package}_tasks.py",
-        ],
-        check=True,
-        cwd=REPO,
-        capture_output=True,
-    )
+    prebuild(root, package)
     return root
+
+
+def prebuild(root: Path, package: str) -> None:
+    command = [sys.executable, "-m", "codegen", "prebuild", "--root", str(root)]
+    subprocess.run([*command, "--package", package], check=True, cwd=REPO, capture_output=True)
 
 
 def import_fixture(package: str, root: Path) -> object:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from harness import run_ruff
+from test_codegen_render import make_lint_sandbox
 
 from codegen import prebuild, render, scan
 from codegen.cli import main
@@ -21,8 +22,14 @@ HERE = Path(__file__).parent
 FIXTURE = HERE / "fixtures" / "codegen_pkg"
 GOLDEN = HERE / "golden" / "codegen_pkg"
 REPO_ROOT = HERE.parent
-OUTPUTS = ("workflows/_manifest.json", "workflows/_generated.py", "workers/generated.py")
-PY_OUTPUTS = ("workflows/_generated.py", "workers/generated.py")
+# The fixture's `__init__.py` is empty: the prebuild adds the handles import to it.
+OUTPUTS = (
+    "workflows/_manifest.json",
+    "workflows/_generated.py",
+    "workflows/_tasks.py",
+    "workflows/__init__.py",
+)
+PY_OUTPUTS = ("workflows/_generated.py", "workflows/_tasks.py")
 
 
 @pytest.fixture
@@ -59,7 +66,7 @@ def test_cli_prints_what_it_wrote_then_up_to_date(
 def test_rerun_is_byte_identical(project: Path, tmp_path: Path) -> None:
     prebuild(project)
     first = snapshot(project)
-    assert prebuild(project) == ()
+    assert prebuild(project).changed == ()
     assert snapshot(project) == first
     # A second copy in another directory renders the same bytes: no absolute paths leak in.
     other = tmp_path / "elsewhere" / "copy"
@@ -73,7 +80,7 @@ def test_check_passes_when_fresh_and_fails_after_a_source_edit(
 ) -> None:
     assert main(["prebuild", "--root", str(project), "--check"]) == 1
     assert capsys.readouterr().out.splitlines() == [f"stale: {rel}" for rel in OUTPUTS]
-    assert not (project / "workers").exists(), "--check must not write"
+    assert not (project / "workflows" / "_tasks.py").exists(), "--check must not write"
 
     assert main(["prebuild", "--root", str(project)]) == 0
     capsys.readouterr()
@@ -86,7 +93,7 @@ def test_check_passes_when_fresh_and_fails_after_a_source_edit(
     assert main(["prebuild", "--root", str(project), "--check"]) == 1
     assert capsys.readouterr().out.splitlines() == [
         "stale: workflows/_manifest.json",
-        "stale: workers/generated.py",
+        "stale: workflows/_tasks.py",
     ]
     assert snapshot(project) == before
 
@@ -96,7 +103,7 @@ def test_a_comment_edit_only_restales_the_manifest(project: Path) -> None:
     source = project / "workflows" / "order.py"
     source.write_text(source.read_text() + "# a trailing comment\n")
     # The manifest carries the source hash, so the runtime can tell the module changed.
-    assert prebuild(project, check=True) == ("workflows/_manifest.json",)
+    assert prebuild(project, check=True).changed == ("workflows/_manifest.json",)
 
 
 def test_scanning_never_imports_user_code(project: Path) -> None:
@@ -124,33 +131,14 @@ def test_generated_python_compiles(project: Path) -> None:
             compile(text, rel, "exec")
 
 
-def make_lint_sandbox(root: Path, outputs: dict[str, str], modules: list[str]) -> None:
-    """A project where ruff classifies imports as it would in this repository."""
-    shutil.copy(REPO_ROOT / "pyproject.toml", root / "pyproject.toml")
-    # ruff decides "first party" by finding the imported module under the project root.
-    stubs = [
-        "orchestrator/__init__.py",
-        "orchestrator/handle.py",
-        "orchestrator/manifest.py",
-        "workers/__init__.py",
-        "workers/app.py",
-        "workers/tasks.py",
-    ]
-    stubs += [m.replace(".", "/") + ".py" for m in modules]
-    for rel in stubs:
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch()
-    for rel, text in outputs.items():
-        (root / rel).write_text(text)
-
-
 def test_generated_python_passes_ruff(project: Path, tmp_path: Path) -> None:
     result = scan(project, "workflows")
-    sandbox = tmp_path / "sandbox"
-    sandbox.mkdir()
-    make_lint_sandbox(sandbox, render(result), list(result.modules))
-    run_ruff(sandbox, list(PY_OUTPUTS))
+    outputs = render(result)
+    for framework_here in (True, False):
+        sandbox = tmp_path / f"sandbox-{framework_here}"
+        sandbox.mkdir()
+        make_lint_sandbox(sandbox, outputs, result.modules, framework_here)
+        run_ruff(sandbox, list(PY_OUTPUTS))
 
 
 def test_python_dash_m_codegen(project: Path) -> None:
@@ -161,5 +149,59 @@ def test_python_dash_m_codegen(project: Path) -> None:
 
     assert run("prebuild", "--check").returncode == 1
     done = run("prebuild")
-    assert (done.returncode, done.stdout.count("wrote ")) == (0, 3), done.stderr
+    assert (done.returncode, done.stdout.count("wrote ")) == (0, 4), done.stderr
     assert run("prebuild", "--check", "--package", "workflows", "--root", ".").returncode == 0
+
+
+def test_the_package_comes_from_workflow_package_and_outputs_stay_inside_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "project"
+    shutil.copytree(FIXTURE / "workflows", root / "myapp" / "flows")
+    (root / "myapp" / "__init__.py").write_text("")
+    monkeypatch.setenv("WORKFLOW_PACKAGE", "myapp.flows")
+    assert main(["--root", str(root)]) == 0
+    written = capsys.readouterr().out.split()
+    assert [w for w in written if w != "wrote"] == [
+        "myapp/flows/_manifest.json",
+        "myapp/flows/_generated.py",
+        "myapp/flows/_tasks.py",
+        "myapp/flows/__init__.py",
+    ]
+    assert sorted(p.name for p in root.iterdir()) == ["myapp"]  # nothing outside the package
+    # A flag overrides the setting; a path is not a package name.
+    assert main(["--root", str(root), "--package", "myapp/flows"]) == 2
+    assert "--package must be a dotted module name" in capsys.readouterr().err
+    monkeypatch.setenv("WORKFLOW_PACKAGE", "my-app")
+    assert main(["--root", str(root)]) == 2
+    assert "WORKFLOW_PACKAGE must be a dotted module name" in capsys.readouterr().err
+
+
+def test_a_package_init_with_code_of_its_own_is_left_alone_with_advice(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    init = project / "workflows" / "__init__.py"
+    init.write_text("VERSION = 3\n")
+    assert main(["--root", str(project)]) == 0
+    assert init.read_text() == "VERSION = 3\n"
+    captured = capsys.readouterr()
+    assert "wrote workflows/__init__.py" not in captured.out
+    assert "does not import the typed handles" in captured.err
+    init.write_text("")  # empty: the prebuild adds the import, once
+    assert main(["--root", str(project)]) == 0
+    assert init.read_text().endswith("from ._generated import *  # noqa: F403\n")
+    assert main(["--root", str(project)]) == 0
+    assert "up to date" in capsys.readouterr().out
+
+
+def test_a_file_the_prebuild_did_not_write_is_never_overwritten(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mine = project / "workflows" / "_tasks.py"
+    mine.write_text("# my own celery tasks\n")
+    assert main(["--root", str(project)]) == 2
+    assert "workflows/_tasks.py: exists and was not written by the prebuild" in (
+        capsys.readouterr().err
+    )
+    assert mine.read_text() == "# my own celery tasks\n"
+    assert not (project / "workflows" / "_manifest.json").exists()  # nothing half-written

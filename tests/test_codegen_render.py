@@ -16,7 +16,7 @@ from codegen.pysource import identifier, py_str
 from orchestrator.manifest import Manifest
 
 REPO_ROOT = Path(__file__).parent.parent
-WORKERS = "workers/generated.py"
+TASKS = "workflows/_tasks.py"
 
 
 def workflow(
@@ -115,7 +115,7 @@ def test_handle_names_are_identifiers_that_never_collide() -> None:
 
 def test_task_function_names_are_unique() -> None:
     scanned = result([workflow("a-b", [remote("x")]), workflow("a_b", [remote("x"), remote("x!")])])
-    text = render(scanned)["workers/generated.py"]
+    text = render(scanned)[TASKS]
     functions = [n.name for n in ast.parse(text).body if isinstance(n, ast.FunctionDef)]
     assert functions == [
         "a_b__orchestrator",
@@ -137,10 +137,16 @@ def test_py_str_round_trips(value: str) -> None:
 # -- ruff: the generated files pass `ruff check` and `ruff format --check` as written ------------
 
 
-def make_lint_sandbox(root: Path, outputs: dict[str, str], modules: tuple[str, ...]) -> None:
+def make_lint_sandbox(
+    root: Path, outputs: dict[str, str], modules: tuple[str, ...], framework_here: bool
+) -> None:
+    """`framework_here`: as in this repository, where ruff's isort counts the framework as
+    first party; otherwise as in a user's project, where it is an installed third party."""
     shutil.copy(REPO_ROOT / "pyproject.toml", root / "pyproject.toml")
-    stubs = ["orchestrator/handle.py", "orchestrator/manifest.py", "workers/app.py"]
-    stubs += ["workers/tasks.py", *(m.replace(".", "/") + ".py" for m in modules)]
+    stubs = [m.replace(".", "/") + ".py" for m in modules]
+    if framework_here:
+        stubs += ["orchestrator/handle.py", "orchestrator/manifest.py", "workers/app.py"]
+        stubs += ["workers/tasks.py"]
     for rel in stubs:
         path = root / rel
         # ruff decides "first party" by finding the imported module under the project root.
@@ -157,9 +163,11 @@ def assert_ruff_clean(tmp_path: Path, scanned: ScanResult) -> None:
     if importlib.util.find_spec("ruff") is None:
         pytest.skip("ruff is not installed")
     outputs = render(scanned)
-    make_lint_sandbox(tmp_path, outputs, scanned.modules)
-    files = [rel for rel in outputs if rel.endswith(".py")]
-    run_ruff(tmp_path, files)
+    for framework_here in (True, False):
+        sandbox = tmp_path / ("repository" if framework_here else "user-project")
+        sandbox.mkdir()
+        make_lint_sandbox(sandbox, outputs, scanned.modules, framework_here)
+        run_ruff(sandbox, [rel for rel in outputs if rel.endswith(".py")])
 
 
 def test_ruff_clean_with_nothing_to_generate(tmp_path: Path) -> None:
@@ -194,7 +202,7 @@ def test_ruff_clean_at_every_line_length(tmp_path: Path) -> None:
     rpcs = [rpc(f"only-{k}", "workflows.rpc_only." + "q" * k) for k in range(20, 38, 2)]
     scanned = result(workflows, rpcs)
     assert_ruff_clean(tmp_path, scanned)
-    text = render(scanned)["workers/generated.py"]
+    text = render(scanned)[TASKS]
     assert max(len(line) for line in text.splitlines()) > 100  # the limit was really exercised
 
 
@@ -203,8 +211,13 @@ def test_every_defining_module_is_imported_under_a_dotted_package() -> None:
         [workflow("a", module="my.flows.x.y")], [rpc("r", "my.flows.z")], package="my.flows"
     )
     outputs = render(scanned)
-    assert sorted(outputs) == ["my/flows/_generated.py", "my/flows/_manifest.json", WORKERS]
+    assert sorted(outputs) == [
+        "my/flows/_generated.py",
+        "my/flows/_manifest.json",
+        "my/flows/_tasks.py",
+    ]
     handles_text = outputs["my/flows/_generated.py"]
-    assert "from my.flows.x import y as _x_y_module\n" in handles_text
-    assert "from my.flows import z as _z_module  # noqa: F401" in handles_text
-    assert "\nimport my.flows  # noqa: F401" in outputs[WORKERS]
+    # Relative: the generated code does not depend on where the package sits on sys.path.
+    assert "from .x import y as _x_y_module\n" in handles_text
+    assert "from . import z as _z_module  # noqa: F401" in handles_text
+    assert "\nfrom . import _generated  # noqa: F401" in outputs["my/flows/_tasks.py"]

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import REPO, WorkerProcess, prebuild_fixture, worker_env
+from harness import REPO, WorkerProcess, prebuild, prebuild_fixture, worker_env
 
 from orchestrator.client import WorkflowClient
 from orchestrator.config import Settings
@@ -23,7 +23,7 @@ from orchestrator.models import RunStatus, StepStatus
 from orchestrator.store import RunStore
 from workers.app import create_app
 from workers.dispatch import CeleryDispatcher
-from workers.routing import configure_queues, routes_from_manifest
+from workers.routing import manifest_queues
 
 pytestmark = pytest.mark.integration
 
@@ -43,10 +43,9 @@ class Cluster:
         self.tmp = tmp
         self.env = env
         settings = Settings.from_env(env)
-        self.store = RunStore.from_url(settings.database_url)
-        app = create_app(settings)
-        configure_queues(app, routes_from_manifest(installed()), settings.queue_grouping)
-        self.client = WorkflowClient(self.store, CeleryDispatcher(settings, app))
+        self.store = RunStore.from_settings(settings)
+        # Like a web app: publishes by task name, without importing any generated tasks.
+        self.client = WorkflowClient(self.store, CeleryDispatcher(settings, create_app(settings)))
         self.workers: list[WorkerProcess] = []
 
     def worker(self, **kwargs: Any) -> WorkerProcess:
@@ -109,7 +108,6 @@ def chaos(services_env: dict[str, str], chaos_root: Path, tmp_path: Path) -> Ite
         **services_env,
         **FAST_RECOVERY,
         "PYTHONPATH": f"{chaos_root}:{services_env['PYTHONPATH']}",
-        "WORKFLOW_TASKS_MODULE": "chaosflows_tasks",
         "WORKFLOW_PACKAGE": "chaosflows",
         "CHAOS_LEDGER": str(tmp_path / "ledger.txt"),
     }
@@ -125,7 +123,7 @@ def purge_rabbitmq(url: str) -> None:
 
     with Connection(url) as conn:
         channel = conn.channel()
-        for queue in {q for _, q in routes_from_manifest(installed()).values()}:
+        for queue in manifest_queues(installed(), Settings.from_env({})):
             try:
                 channel.queue_purge(queue)
             except NotFound:  # never declared; the error closed the channel
@@ -446,15 +444,12 @@ def test_code_changed_under_a_live_run_replays_safely(
     source = root / "evolving" / "flow.py"
     v1 = source.read_text()
     env = {**services_env, "PYTHONPATH": f"{root}:{services_env['PYTHONPATH']}",
-           "WORKFLOW_TASKS_MODULE": "evolving_tasks", "WORKFLOW_PACKAGE": "evolving"}  # fmt: skip
+           "WORKFLOW_PACKAGE": "evolving"}  # fmt: skip
     cli = [sys.executable, "-m", "orchestrator"]
 
     def deploy(body: str) -> None:
         source.write_text(v1[: v1.index('@workflow("evolving")')] + body.lstrip())
-        subprocess.run(
-            [sys.executable, "-m", "codegen", "prebuild", "--root", str(root), "--package",
-             "evolving", "--tasks-out", "evolving_tasks.py"], check=True, cwd=REPO,
-        )  # fmt: skip
+        prebuild(root, "evolving")
 
     def start() -> str:
         done = subprocess.run([*cli, "start", "evolving", "--input", "{}"], env=env, cwd=REPO,

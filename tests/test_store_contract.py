@@ -15,9 +15,10 @@ from orchestrator.errors import (
     RunExistsError,
     RunFinishedError,
     RunNotFoundError,
+    StepNotFoundError,
 )
 from orchestrator.models import ErrorInfo, Run, RunPatch, RunStatus, StepKind, StepRun, StepStatus
-from orchestrator.store import ClaimRefused, PassClaim, RunStore
+from orchestrator.store import ClaimRefused, PassClaim, PassNeeded, RunStore
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=30)
@@ -236,8 +237,8 @@ def test_sweeper_reclaims_lapsed_steps_once(store: RunStore) -> None:
     assert store.reclaim_lapsed_steps(T0 + LEASE / 2) == []
     lapsed = T0 + 2 * LEASE
     reclaimed = store.reclaim_lapsed_steps(lapsed)
-    assert [(s.name, s.status, s.task) for s in reclaimed] == [
-        ("a", StepStatus.SCHEDULED, "wf.wf.a")
+    assert [(n.workflow, n.step.name, n.step.status, n.step.task) for n in reclaimed] == [
+        ("wf", "a", StepStatus.SCHEDULED, "wf.wf.a")
     ]
     assert store.reclaim_lapsed_steps(lapsed) == []
 
@@ -248,7 +249,7 @@ def test_sweeper_redispatches_stale_scheduled_steps_once_per_period(store: RunSt
     store.commit_pass("r1", "p1", T0, T0 + LEASE, [remote("a", 0)])
     assert store.stale_scheduled_steps(T0, T0 - LEASE) == []
     later = T0 + 2 * LEASE
-    assert [s.name for s in store.stale_scheduled_steps(later, later - LEASE)] == ["a"]
+    assert [n.step.name for n in store.stale_scheduled_steps(later, later - LEASE)] == ["a"]
     assert store.stale_scheduled_steps(later, later - LEASE) == []
 
 
@@ -371,7 +372,7 @@ def test_retry_step_records_the_error_and_waits_for_the_delay(store: RunStore) -
     assert store.claim_step("r1", "a", "w2", T0, T0 + LEASE) is None  # too early
     assert store.stale_scheduled_steps(T0, T0) == []
     later = retry_at + timedelta(seconds=1)
-    assert [s.name for s in store.stale_scheduled_steps(later, T0)] == ["a"]  # due, unsent
+    assert [n.step.name for n in store.stale_scheduled_steps(later, T0)] == ["a"]  # due, unsent
     again = store.claim_step("r1", "a", "w2", later, later + LEASE)
     assert again is not None and again.attempts == 2
     final = ErrorInfo(type="ConnectionError", message="still down", step="a")
@@ -508,8 +509,11 @@ def test_fork_copies_finished_steps_before_the_given_one(store: RunStore) -> Non
     assert (fork.id, fork.status, fork.input) == ("r2", RunStatus.PENDING, new_run_input())
     stored = store.get_run("r2")
     assert stored is not None and [(s.name, s.result) for s in stored.steps] == [("a", 0), ("b", 1)]
-    with pytest.raises(RunNotFoundError, match="no step 'zzz'"):
+    with pytest.raises(StepNotFoundError) as refused:
         store.fork_run("r1", "r3", "zzz", T0)
+    assert (refused.value.run_id, refused.value.step) == ("r1", "zzz")
+    assert str(refused.value) == "run r1 has no step 'zzz' (its steps: a, b, c)"
+    assert store.get_run("r3") is None
 
 
 def new_run_input() -> dict[str, object]:
@@ -550,3 +554,72 @@ def test_a_cancelled_child_fails_its_step_unless_the_parent_is_cancelling(
         assert kid.error.type == "ChildWorkflowCancelled"
     later = T0 + timedelta(minutes=5)
     assert [n.run_id for n in store.runs_needing_pass(later, later)] == ["r1"]
+
+
+# -- issue 6: resume wording, purge, lighter reads, one store for several services ---------
+
+
+def finish(store: RunStore, run_id: str, status: RunStatus, at: datetime) -> None:
+    c = store.claim_run(run_id, "p", at, at + LEASE)
+    assert isinstance(c, PassClaim)
+    store.commit_pass(
+        run_id,
+        "p",
+        at,
+        at,
+        [remote("a", 0, StepStatus.SUCCEEDED).model_copy(update={"run_id": run_id})],
+        RunPatch(status=status, completed_at=at),
+        release=c.requested,
+    )
+
+
+def test_resuming_a_completed_run_says_so(store: RunStore) -> None:
+    new_run(store)
+    finish(store, "r1", RunStatus.COMPLETED, T0)
+    with pytest.raises(RunFinishedError, match="r1 has completed: only a failed or cancelled"):
+        store.resume_run("r1", T0)
+
+
+def test_get_run_without_steps(store: RunStore) -> None:
+    new_run(store)
+    finish(store, "r1", RunStatus.COMPLETED, T0)
+    run = store.get_run("r1", steps=False)
+    assert run is not None and run.status is RunStatus.COMPLETED and run.steps == []
+    full = store.get_run("r1")
+    assert full is not None and [s.name for s in full.steps] == ["a"]
+
+
+def test_purge_deletes_old_finished_runs_in_batches_and_nothing_else(store: RunStore) -> None:
+    day = timedelta(days=1)
+    for i, status in enumerate([RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED]):
+        new_run(store, f"old-{i}")
+        finish(store, f"old-{i}", status, T0 - 40 * day)
+    new_run(store, "recent")
+    finish(store, "recent", RunStatus.COMPLETED, T0 - day)
+    new_run(store, "paused-for-ever", at=T0 - 90 * day)  # old, but not finished
+    store.add_event("paused-for-ever", "x", 1, T0)
+    cutoff = T0 - 30 * day
+    assert store.purge_runs(cutoff, [RunStatus.FAILED], 10) == 1
+    assert store.get_run("old-1") is None
+    # An unfinished status is never purged, whatever the caller asks.
+    assert store.purge_runs(cutoff, [RunStatus.PENDING, RunStatus.PAUSED], 10) == 0
+    assert store.purge_runs(cutoff, [RunStatus.COMPLETED, RunStatus.CANCELLED], 1) == 1
+    assert store.purge_runs(cutoff, [RunStatus.COMPLETED, RunStatus.CANCELLED], 1) == 1
+    assert store.purge_runs(cutoff, [RunStatus.COMPLETED, RunStatus.CANCELLED], 1) == 0
+    left = {r.id for r in store.list_runs()}
+    assert left == {"recent", "paused-for-ever"}
+    assert [e.name for e in store.pending_events("paused-for-ever")] == ["x"]
+    assert store.get_step("old-0", "a") is None  # steps went with their run
+
+
+def test_recovery_queries_see_only_the_workflows_asked_for(store: RunStore) -> None:
+    """Two services on one store: each sweeper re-drives its own runs only."""
+    for run_id, workflow in (("mine", "billing"), ("theirs", "shipping")):
+        new_run(store, run_id, workflow)
+    later = T0 + 2 * LEASE
+    assert store.runs_needing_pass(later, later, workflows=["billing"]) == [
+        PassNeeded("mine", "billing")
+    ]
+    assert store.runs_needing_pass(later, later, workflows=["billing"]) == []
+    assert store.runs_needing_pass(later, later, workflows=[]) == []
+    assert store.runs_needing_pass(later, later) == [PassNeeded("theirs", "shipping")]

@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # Imported after the prebuild: the package's handles are generated code.
     import workflows
-    from orchestrator.cli import show_run
+    from orchestrator.display import show_run
 
     with worker:
         started = time.monotonic()

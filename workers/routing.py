@@ -1,51 +1,50 @@
-"""Queues for the generated tasks.
+"""Queues: which queue a task goes to, and the queues a worker consumes.
 
-Every remote step call site keeps its own task, but queues can be grouped: a Redis worker's
-every fetch watches 4 keys per queue it consumes, so 50 step queues cost far more per fetch
-than one queue per workflow (see bench/).
+A queue name is a pure function of the workflow, the task and the grouping, so any process
+can publish to the right queue without a routing table, and never to a queue that no worker
+of that workflow consumes. Every remote step call site keeps its own task, but queues can be
+grouped: a Redis worker's every fetch watches 4 keys per queue it consumes, so 50 step queues
+cost far more per fetch than one queue per workflow (see bench/).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from celery import Celery
 from kombu import Queue
 
-from orchestrator.config import QueueGrouping
+from orchestrator.config import Settings
 from orchestrator.manifest import Manifest
 
 
-def queue_for(workflow: str, default_queue: str, grouping: QueueGrouping) -> str:
-    if grouping == "workflow":
+def queue_for(workflow: str, task: str, settings: Settings) -> str:
+    """`step` grouping: each task's own queue, named after it. `workflow`: one per workflow.
+    `shared`: one per workflows package, so that services sharing a broker stay apart."""
+    if settings.queue_grouping == "workflow":
         return f"wf.{workflow}"
-    if grouping == "shared":
-        return "wf"
-    return default_queue
+    if settings.queue_grouping == "shared":
+        return f"wf@{settings.package}"
+    return task
 
 
-def configure_queues(
-    app: Celery, routes: Mapping[str, tuple[str, str]], grouping: QueueGrouping
-) -> list[str]:
-    """Route every generated task to its queue and declare them all, so a worker started
-    without -Q consumes every queue. Returns the queue names."""
-    task_routes = {
-        task: {"queue": queue_for(workflow, queue, grouping)}
-        for task, (workflow, queue) in routes.items()
-    }
-    names = sorted({r["queue"] for r in task_routes.values()})
-    app.conf.task_routes = task_routes
-    app.conf.task_queues = [Queue(name, routing_key=name) for name in names]
-    return names
+def declare(name: str) -> Queue:
+    """A queue bound to the default exchange under its own name: publishers pass this very
+    declaration and workers consume it, so both bind it the same way on every broker (the
+    embedded broker refuses exchange names with `{}` in them, as in `wf.shop.ship-{i}`)."""
+    return Queue(name, routing_key=name)
 
 
-def routes_from_manifest(manifest: Manifest) -> dict[str, tuple[str, str]]:
-    """The generated routing table, rebuilt from a manifest (for processes that publish
-    without importing the generated task module)."""
-    routes: dict[str, tuple[str, str]] = {}
+def manifest_queues(manifest: Manifest, settings: Settings) -> list[str]:
+    """Every queue the manifest's tasks go to."""
+    names = set()
     for wf in manifest.workflows.values():
-        routes[wf.orchestrator_task] = (wf.name, wf.orchestrator_queue)
-        for site in wf.steps:
-            if site.task and site.queue:
-                routes[site.task] = (wf.name, site.queue)
-    return routes
+        names.add(queue_for(wf.name, wf.orchestrator_task, settings))
+        names.update(queue_for(wf.name, s.task, settings) for s in wf.steps if s.task)
+    return sorted(names)
+
+
+def configure_queues(app: Celery, manifest: Manifest, settings: Settings) -> list[str]:
+    """Declare every queue of the manifest's workflows, so that a worker started without -Q
+    consumes them all (and nothing else). Returns the queue names."""
+    names = manifest_queues(manifest, settings)
+    app.conf.task_queues = [declare(name) for name in names]
+    return names

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from orchestrator.config import Settings
 from orchestrator.engine import Engine
 from orchestrator.leases import HeartbeatKeeper
+from orchestrator.manifest import installed
 from orchestrator.steps import StepExecutor
 from orchestrator.store import RunStore
 from orchestrator.sweeper import Sweeper
@@ -58,7 +59,7 @@ def runtime() -> Runtime:
 
 
 def _build(settings: Settings) -> Runtime:
-    store = RunStore.from_url(settings.database_url)
+    store = RunStore.from_settings(settings)
     dispatcher = CeleryDispatcher(settings)
     # Renew at a third of the lease: two renewals can fail before another worker may take over.
     keeper = HeartbeatKeeper(
@@ -81,7 +82,13 @@ def _build(settings: Settings) -> Runtime:
             max_countdown=settings.max_countdown,
             keeper=keeper,
         ),
-        sweeper=Sweeper(store, dispatcher, redrive_after=settings.redrive_after),
+        sweeper=Sweeper(
+            store,
+            dispatcher,
+            redrive_after=settings.redrive_after,
+            # The workflows this worker loaded (workers.serving): only their runs.
+            workflows=installed().workflows,
+        ),
     )
 
 

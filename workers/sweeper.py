@@ -28,10 +28,15 @@ def _stop_sweeper(**_: Any) -> None:
 
 
 def main() -> None:
-    """`python -m workers.sweeper`: sweep in a standalone process (e.g. with no workers up)."""
+    """`python -m workers.sweeper`: sweep in a standalone process (e.g. with no workers up),
+    for the workflows of `WORKFLOW_PACKAGE`."""
     import logging
 
+    from orchestrator.config import Settings
+    from orchestrator.package import load_workflows
+
     logging.basicConfig(level=logging.INFO)
+    load_workflows(Settings.from_env().package)
     with contextlib.suppress(KeyboardInterrupt):
         sweep_forever(threading.Event())
 

@@ -6,7 +6,7 @@ from .runtime import runtime
 
 
 def run_orchestrator_pass(run_id: str, *, workflow: str) -> None:
-    runtime().engine.run_pass(run_id)
+    runtime().engine.run_pass(run_id, workflow)
 
 
 def execute_step(run_id: str, step: str, *, workflow: str, rpc: str) -> None:

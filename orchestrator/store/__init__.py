@@ -1,5 +1,5 @@
 """Run stores: `RunStore.from_url(url)` picks the backend."""
 
-from .base import ClaimRefused, PassClaim, PassNeeded, RunStore
+from .base import ClaimRefused, PassClaim, PassNeeded, RunStore, StepNeeded
 
-__all__ = ["ClaimRefused", "PassClaim", "PassNeeded", "RunStore"]
+__all__ = ["ClaimRefused", "PassClaim", "PassNeeded", "RunStore", "StepNeeded"]

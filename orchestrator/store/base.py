@@ -9,11 +9,12 @@ drive time with a fake clock.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+from ..config import Settings
 from ..errors import ConfigurationError
 from ..models import ErrorInfo, Event, Run, RunPatch, RunStatus, StepRun
 
@@ -30,6 +31,7 @@ class ClaimRefused(StrEnum):
     BUSY = "busy"  # another pass holds a live lease; it will run again for us (see release)
     FINISHED = "finished"
     MISSING = "missing"
+    UNSERVED = "unserved"  # not tried: this process has no definition of the run's workflow
 
 
 @dataclass(frozen=True)
@@ -40,13 +42,31 @@ class PassNeeded:
     workflow: str
 
 
+@dataclass(frozen=True)
+class StepNeeded:
+    """A remote step whose message must be sent again (sweeper output)."""
+
+    workflow: str
+    step: StepRun
+
+
 class RunStore(ABC):
     """Where runs and steps live. One small subclass per backend; one contract test suite."""
 
+    # What opening the store found: the schema revision it uses, and (before, after) if it
+    # migrated the schema on the way.
+    schema_revision: str | None = None
+    schema_upgrade: tuple[str | None, str] | None = None
+
     @staticmethod
-    def from_url(url: str) -> RunStore:
+    def from_url(url: str, *, create_folder: bool = False, upgrade: bool | None = None) -> RunStore:
         """`sqlite:///path.db`, `postgresql://...` (psycopg 3), or `memory://` (SQLite in
-        memory, for tests and the in-process mode)."""
+        memory, for tests and the in-process mode).
+
+        A SQLite file's folder must exist unless `create_folder`: a mistyped path is an error,
+        not a new empty store somewhere else. An older schema is migrated if `upgrade` (by
+        default: SQLite yes, PostgreSQL no, see `schema`). `StoreUnavailableError` if the store
+        cannot be reached, `SchemaVersionError` if its schema does not fit this code."""
         scheme = url.split(":", 1)[0].split("+", 1)[0].lower()
         if scheme == "memory":
             from .sqlite import SqliteStore
@@ -55,14 +75,21 @@ class RunStore(ABC):
         if scheme == "sqlite":
             from .sqlite import SqliteStore
 
-            return SqliteStore(url)
+            return SqliteStore(url, create_folder=create_folder, upgrade=upgrade is not False)
         if scheme in ("postgresql", "postgres"):
             from .postgres import PostgresStore
 
-            return PostgresStore(url)
+            return PostgresStore(url, upgrade=upgrade is True)
         raise ConfigurationError(
             f"unsupported WORKFLOW_DATABASE_URL scheme {scheme!r} in {url!r}: "
             "use sqlite:///path or postgresql://..."
+        )
+
+    @staticmethod
+    def from_settings(settings: Settings, *, upgrade: bool | None = None) -> RunStore:
+        """The configured store; the embedded default's folder is made on first use."""
+        return RunStore.from_url(
+            settings.database_url, create_folder=settings.embedded_database, upgrade=upgrade
         )
 
     # -- runs, as the client sees them ------------------------------------------------------
@@ -72,8 +99,8 @@ class RunStore(ABC):
         """Insert a new run with one pass requested; `RunExistsError` if the id is taken."""
 
     @abstractmethod
-    def get_run(self, run_id: str) -> Run | None:
-        """The run with all its steps, in order."""
+    def get_run(self, run_id: str, *, steps: bool = True) -> Run | None:
+        """The run with all its steps, in order (or with none: `steps=False`)."""
 
     @abstractmethod
     def list_runs(
@@ -83,6 +110,14 @@ class RunStore(ABC):
         limit: int = 100,
     ) -> list[Run]:
         """Newest first, without steps."""
+
+    @abstractmethod
+    def purge_runs(
+        self, finished_before: datetime, statuses: Collection[RunStatus], limit: int
+    ) -> int:
+        """Delete at most `limit` runs (with their steps and events) that finished before
+        `finished_before` in one of `statuses`, oldest first, in one transaction; return how
+        many. A run that is not finished is never touched, whatever `statuses` says."""
 
     # -- orchestrator passes ---------------------------------------------------------------
 
@@ -193,16 +228,24 @@ class RunStore(ABC):
         original's finished steps that come before `from_step`."""
 
     # -- recovery (the sweeper) ------------------------------------------------------------
+    # Each takes `workflows`: only runs of those workflows (None: all), so that services
+    # sharing one store each re-drive their own.
 
     @abstractmethod
-    def reclaim_lapsed_steps(self, now: datetime, limit: int = 100) -> list[StepRun]:
+    def reclaim_lapsed_steps(
+        self, now: datetime, limit: int = 100, workflows: Collection[str] | None = None
+    ) -> list[StepNeeded]:
         """Steps claimed by a worker whose lease lapsed go back to scheduled; returned so the
         caller re-publishes them. Only one concurrent caller gets a given step."""
 
     @abstractmethod
     def stale_scheduled_steps(
-        self, now: datetime, older_than: datetime, limit: int = 100
-    ) -> list[StepRun]:
+        self,
+        now: datetime,
+        older_than: datetime,
+        limit: int = 100,
+        workflows: Collection[str] | None = None,
+    ) -> list[StepNeeded]:
         """Scheduled steps that are due (no retry delay pending) and either last dispatched
         before `older_than` (the message may never have reached the broker) or not dispatched
         since their retry delay ended; their dispatch time is bumped to `now` and they are
@@ -210,14 +253,22 @@ class RunStore(ABC):
 
     @abstractmethod
     def wake_due_timers(
-        self, now: datetime, due_before: datetime, limit: int = 100
+        self,
+        now: datetime,
+        due_before: datetime,
+        limit: int = 100,
+        workflows: Collection[str] | None = None,
     ) -> list[PassNeeded]:
         """Request a pass for runs with a timer (a sleep, an inline retry delay, an event
         timeout) due before `due_before` and no request pending; returned to be dispatched."""
 
     @abstractmethod
     def runs_needing_pass(
-        self, now: datetime, older_than: datetime, limit: int = 100
+        self,
+        now: datetime,
+        older_than: datetime,
+        limit: int = 100,
+        workflows: Collection[str] | None = None,
     ) -> list[PassNeeded]:
         """Runs with a pass requested before `older_than`, unanswered, and no live lease;
         their request time is bumped to `now` so concurrent sweepers don't both re-drive."""

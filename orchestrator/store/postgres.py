@@ -22,11 +22,13 @@ def normalize_url(url: str) -> str:
 class PostgresStore(SqlStore):
     dialect_insert = staticmethod(insert)
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, upgrade: bool = False) -> None:
         # No pool_pre_ping: it costs a round trip per checkout (several per step). A connection
         # that went stale fails its one operation; that message is re-driven like any other.
         engine = sa.create_engine(normalize_url(url), pool_size=5)
-        super().__init__(engine)
+        # A shared database is migrated by `workflow db upgrade`, a deploy step, not by
+        # whichever worker happens to start first.
+        super().__init__(engine, upgrade=upgrade)
 
     def _lock_schema(self, conn: sa.Connection) -> None:
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK_KEY})

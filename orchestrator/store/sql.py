@@ -8,40 +8,56 @@ step pins no connection (a lesson from Postgres-backed peers whose run locks lef
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from ..errors import InvalidTransitionError, LeaseLostError, RunExistsError
+from ..errors import InvalidTransitionError, LeaseLostError, RunExistsError, StoreUnavailableError
 from ..models import ErrorInfo, Run, RunPatch, RunStatus, StepRun, StepStatus
 from ..serialization import dumps, loads
 from ..states import TERMINAL, claimable, sources_of
+from . import schema
 from .base import ClaimRefused, PassClaim, RunStore
 from .rows import run_from_row, run_values, step_from_row, step_values
 from .sql_control import SqlControl
 from .sql_recovery import SqlRecovery
-from .tables import events, metadata, runs, steps
+from .tables import SCHEMA_REVISION, events, runs, steps
 
 _TERMINAL = [s.value for s in TERMINAL]
 _UNFINISHED_REMOTE = [StepStatus.SCHEDULED.value, StepStatus.RUNNING.value]
 
 
+def display_url(url: str | sa.URL) -> str:
+    """The URL without its password, for messages."""
+    return sa.make_url(url).render_as_string(hide_password=True)
+
+
+def unavailable(exc: DBAPIError, where: str) -> StoreUnavailableError:
+    """One line saying what the driver said (its messages run over several lines)."""
+    reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
+    return StoreUnavailableError(f"run store {where}: {reason}")
+
+
 class SqlStore(SqlControl, SqlRecovery, RunStore):
-    def __init__(self, engine: sa.Engine) -> None:
+    def __init__(self, engine: sa.Engine, *, upgrade: bool = False) -> None:
+        """Open the store, checking its schema (`schema.prepare`): `upgrade` lets an older
+        schema be migrated in place instead of refused."""
         self.engine = engine
+        self.where = display_url(engine.url)
         with self._write() as conn:
             self._lock_schema(conn)
-            metadata.create_all(conn)
+            self.schema_upgrade = schema.prepare(conn, self.where, upgrade=upgrade)
+        self.schema_revision = SCHEMA_REVISION
 
     # Backends override these two: how a write transaction begins, and how concurrent
     # processes creating the schema at once are kept from colliding.
     @contextmanager
     def _write(self) -> Iterator[sa.Connection]:
-        with self.engine.begin() as conn:
+        with self._translated(), self.engine.begin() as conn:
             yield conn
 
     def _lock_schema(self, conn: sa.Connection) -> None:
@@ -49,8 +65,21 @@ class SqlStore(SqlControl, SqlRecovery, RunStore):
 
     @contextmanager
     def _read(self) -> Iterator[sa.Connection]:
-        with self.engine.connect() as conn:
+        with self._translated(), self.engine.connect() as conn:
             yield conn
+
+    @contextmanager
+    def _translated(self) -> Iterator[None]:
+        """Connection-level failures (server down, connection dropped, database missing)
+        become `StoreUnavailableError`; errors about the statement itself stay as they are."""
+        try:
+            yield
+        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+            raise unavailable(exc, self.where) from exc
+        except DBAPIError as exc:
+            if exc.connection_invalidated:
+                raise unavailable(exc, self.where) from exc
+            raise
 
     def close(self) -> None:
         self.engine.dispose()
@@ -73,10 +102,12 @@ class SqlStore(SqlControl, SqlRecovery, RunStore):
         query = steps.select().where(steps.c.run_id == run_id).order_by(steps.c.seq, steps.c.name)
         return conn.execute(query).mappings().all()
 
-    def get_run(self, run_id: str) -> Run | None:
+    def get_run(self, run_id: str, *, steps: bool = True) -> Run | None:
         with self._read() as conn:
             row = conn.execute(runs.select().where(runs.c.id == run_id)).mappings().first()
-            return run_from_row(row, self._step_rows(conn, run_id)) if row else None
+            if row is None:
+                return None
+            return run_from_row(row, self._step_rows(conn, run_id) if steps else ())
 
     def list_runs(
         self, workflow: str | None = None, status: RunStatus | None = None, limit: int = 100
@@ -88,6 +119,37 @@ class SqlStore(SqlControl, SqlRecovery, RunStore):
             query = query.where(runs.c.status == RunStatus(status).value)
         with self._read() as conn:
             return [run_from_row(r) for r in conn.execute(query).mappings()]
+
+    def purge_runs(
+        self, finished_before: datetime, statuses: Collection[RunStatus], limit: int
+    ) -> int:
+        wanted = [s.value for s in statuses if s in TERMINAL]
+        if not wanted:
+            return 0
+        with self._write() as conn:
+            ids = list(
+                conn.execute(
+                    sa.select(runs.c.id)
+                    .where(runs.c.status.in_(wanted), runs.c.completed_at < finished_before)
+                    .order_by(runs.c.completed_at)
+                    .limit(limit)
+                ).scalars()
+            )
+            if not ids:
+                return 0
+            # The status is checked again as the rows are deleted: a run resumed since the
+            # SELECT is not finished any more, and keeps its steps.
+            gone = list(
+                conn.execute(
+                    runs.delete()
+                    .where(runs.c.id.in_(ids), runs.c.status.in_(wanted))
+                    .returning(runs.c.id)
+                ).scalars()
+            )
+            if gone:  # ON DELETE CASCADE took them already where foreign keys are enforced
+                conn.execute(events.delete().where(events.c.run_id.in_(gone)))
+                conn.execute(steps.delete().where(steps.c.run_id.in_(gone)))
+            return len(gone)
 
     # -- passes ----------------------------------------------------------------------------
 

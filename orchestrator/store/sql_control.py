@@ -9,10 +9,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ..errors import InvalidTransitionError, RunFinishedError, RunNotFoundError
+from ..errors import RunFinishedError, RunNotFoundError, StepNotFoundError
 from ..models import Event, Run, RunStatus, StepStatus
 from ..serialization import dumps
-from ..states import TERMINAL, sources_of
+from ..states import TERMINAL, resume_refused, sources_of
 from .base import PassNeeded
 from .rows import event_from_row, run_from_row, run_values, step_values
 from .tables import events, runs, steps
@@ -134,7 +134,7 @@ class SqlControl:
                 status = self._status_of(conn, run_id)
                 if status is None:
                     raise RunNotFoundError(run_id)
-                raise InvalidTransitionError(status.value, RunStatus.PENDING.value)
+                raise resume_refused(run_id, status)
             # Succeeded steps stay cached; everything else is taken again.
             conn.execute(
                 steps.delete().where(
@@ -152,10 +152,8 @@ class SqlControl:
             try:
                 cut = original.step(from_step).seq
             except KeyError:
-                known = ", ".join(s.name for s in original.steps) or "none"
-                raise RunNotFoundError(
-                    f"{run_id} has no step {from_step!r} (its steps: {known})"
-                ) from None
+                known = [s.name for s in original.steps]
+                raise StepNotFoundError(run_id, from_step, known) from None
             fork = Run(
                 id=new_id,
                 workflow=original.workflow,

@@ -3,15 +3,16 @@ by a compare-and-set, so concurrent sweepers never re-drive the same thing twice
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
-from ..models import StepRun, StepStatus
+from ..models import StepStatus
 from ..states import TERMINAL
-from .base import PassNeeded
+from .base import PassNeeded, StepNeeded
 from .rows import step_from_row
 from .tables import runs, steps
 
@@ -27,18 +28,28 @@ class SqlRecovery:
     def _lease_free(now: datetime) -> sa.ColumnElement[bool]:
         raise NotImplementedError
 
-    def _active_steps(self, *where: sa.ColumnElement[bool]) -> sa.Select[Any]:
+    @staticmethod
+    def _of(workflows: Collection[str] | None) -> tuple[sa.ColumnElement[bool], ...]:
+        # Several services may share one store: each sweeper re-drives its own workflows only.
+        return () if workflows is None else (runs.c.workflow.in_(sorted(workflows)),)
+
+    def _active_steps(
+        self, workflows: Collection[str] | None, *where: sa.ColumnElement[bool]
+    ) -> sa.Select[Any]:
         return (
-            sa.select(steps)
+            sa.select(steps, runs.c.workflow.label("workflow"))
             .join(runs, runs.c.id == steps.c.run_id)
-            .where(runs.c.status.notin_(_TERMINAL), *where)
+            .where(runs.c.status.notin_(_TERMINAL), *self._of(workflows), *where)
         )
 
-    def reclaim_lapsed_steps(self, now: datetime, limit: int = 100) -> list[StepRun]:
+    def reclaim_lapsed_steps(
+        self, now: datetime, limit: int = 100, workflows: Collection[str] | None = None
+    ) -> list[StepNeeded]:
         lapsed = (steps.c.status == StepStatus.RUNNING.value, steps.c.lease_until < now)
-        out: list[StepRun] = []
+        out: list[StepNeeded] = []
         with self._write() as conn:
-            for row in conn.execute(self._active_steps(*lapsed).limit(limit)).mappings().all():
+            query = self._active_steps(workflows, *lapsed).limit(limit)
+            for row in conn.execute(query).mappings().all():
                 if conn.execute(
                     steps.update()
                     .where(steps.c.run_id == row["run_id"], steps.c.name == row["name"], *lapsed)
@@ -49,13 +60,18 @@ class SqlRecovery:
                         dispatched_at=now,
                     )
                 ).rowcount:
-                    out.append(step_from_row({**row, "status": StepStatus.SCHEDULED.value}))
+                    step = step_from_row({**row, "status": StepStatus.SCHEDULED.value})
+                    out.append(StepNeeded(row["workflow"], step))
         return out
 
     def stale_scheduled_steps(
-        self, now: datetime, older_than: datetime, limit: int = 100
-    ) -> list[StepRun]:
-        out: list[StepRun] = []
+        self,
+        now: datetime,
+        older_than: datetime,
+        limit: int = 100,
+        workflows: Collection[str] | None = None,
+    ) -> list[StepNeeded]:
+        out: list[StepNeeded] = []
         due = sa.or_(steps.c.wake_at.is_(None), steps.c.wake_at <= now)
         unsent = sa.or_(
             steps.c.dispatched_at < older_than,
@@ -63,7 +79,8 @@ class SqlRecovery:
         )
         stale = (steps.c.status == StepStatus.SCHEDULED.value, due, unsent)
         with self._write() as conn:
-            for row in conn.execute(self._active_steps(*stale).limit(limit)).mappings().all():
+            query = self._active_steps(workflows, *stale).limit(limit)
+            for row in conn.execute(query).mappings().all():
                 if conn.execute(
                     steps.update()
                     .where(
@@ -74,11 +91,15 @@ class SqlRecovery:
                     )
                     .values(dispatched_at=now)
                 ).rowcount:
-                    out.append(step_from_row(row))
+                    out.append(StepNeeded(row["workflow"], step_from_row(row)))
         return out
 
     def wake_due_timers(
-        self, now: datetime, due_before: datetime, limit: int = 100
+        self,
+        now: datetime,
+        due_before: datetime,
+        limit: int = 100,
+        workflows: Collection[str] | None = None,
     ) -> list[PassNeeded]:
         quiet = runs.c.requested == runs.c.done
         due = (
@@ -89,6 +110,7 @@ class SqlRecovery:
                 steps.c.wake_at <= due_before,
                 runs.c.status.notin_(_TERMINAL),
                 quiet,
+                *self._of(workflows),
             )
             .distinct()
             .limit(limit)
@@ -105,13 +127,18 @@ class SqlRecovery:
         return woken
 
     def runs_needing_pass(
-        self, now: datetime, older_than: datetime, limit: int = 100
+        self,
+        now: datetime,
+        older_than: datetime,
+        limit: int = 100,
+        workflows: Collection[str] | None = None,
     ) -> list[PassNeeded]:
         pending = (
             runs.c.requested > runs.c.done,
             runs.c.requested_at < older_than,
             runs.c.status.notin_(_TERMINAL),
             self._lease_free(now),
+            *self._of(workflows),
         )
         out: list[PassNeeded] = []
         with self._write() as conn:

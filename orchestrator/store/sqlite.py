@@ -18,7 +18,8 @@ from sqlalchemy import event
 from sqlalchemy.dialects.sqlite import insert
 from sqlalchemy.pool import StaticPool
 
-from .sql import SqlStore
+from ..errors import StoreUnavailableError
+from .sql import SqlStore, display_url
 
 
 def in_memory(url: str) -> bool:
@@ -28,7 +29,7 @@ def in_memory(url: str) -> bool:
 class SqliteStore(SqlStore):
     dialect_insert = staticmethod(insert)
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, create_folder: bool = False, upgrade: bool = True) -> None:
         self._memory_lock: threading.RLock | None = None
         options: dict[str, Any] = {}
         if in_memory(url):
@@ -39,7 +40,13 @@ class SqliteStore(SqlStore):
         else:
             database = sa.make_url(url).database
             assert database is not None
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+            folder = Path(database).parent
+            if create_folder:
+                folder.mkdir(parents=True, exist_ok=True)
+            elif not folder.is_dir():
+                raise StoreUnavailableError(
+                    f"run store {display_url(url)}: folder {folder} does not exist"
+                )
         engine = sa.create_engine(
             url, connect_args={"timeout": 30, "check_same_thread": False}, **options
         )
@@ -62,7 +69,9 @@ class SqliteStore(SqlStore):
             immediate = conn.get_execution_options().get("sqlite_immediate", False)
             conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
-        super().__init__(engine)
+        # Embedded: by default the store upgrades its own schema (one host, no other
+        # deployment to coordinate with).
+        super().__init__(engine, upgrade=upgrade)
 
     def _serialized(self) -> contextlib.AbstractContextManager[Any]:
         return self._memory_lock or contextlib.nullcontext()

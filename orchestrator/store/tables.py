@@ -1,4 +1,8 @@
-"""The relational schema shared by the SQLite and PostgreSQL stores."""
+"""The relational schema shared by the SQLite and PostgreSQL stores.
+
+Any change here needs an Alembic revision in `migrations/versions/` and a new
+`SCHEMA_REVISION` (a test compares the migrated schema with these tables).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
+
+from ..models import IDEMPOTENCY_KEY_MAX, RUN_ID_MAX
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
@@ -29,12 +35,15 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+# The Alembic revision these tables correspond to.
+SCHEMA_REVISION = "0002"
+
 metadata = sa.MetaData()
 
 runs = sa.Table(
     "wf_runs",
     metadata,
-    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("id", sa.String(RUN_ID_MAX), primary_key=True),
     sa.Column("workflow", sa.String(200), nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("waiting_for", sa.String(400)),
@@ -42,10 +51,11 @@ runs = sa.Table(
     sa.Column("output", sa.Text),
     sa.Column("error", sa.Text),
     sa.Column("version", sa.String(64)),
-    sa.Column("parent_run_id", sa.String(64)),
+    sa.Column("parent_run_id", sa.String(RUN_ID_MAX)),
     sa.Column("parent_step", sa.String(300)),
     sa.Column("parent_workflow", sa.String(200)),
     sa.Column("cancel_requested", sa.Text),
+    sa.Column("idempotency_key", sa.String(IDEMPOTENCY_KEY_MAX)),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("started_at", UTCDateTime),
     sa.Column("completed_at", UTCDateTime),
@@ -62,12 +72,14 @@ runs = sa.Table(
     sa.Index("ix_wf_runs_status_created", "status", "created_at"),
     sa.Index("ix_wf_runs_requested_at", "requested_at"),
     sa.Index("ix_wf_runs_parent", "parent_run_id"),
+    sa.Index("ix_wf_runs_idempotency_key", "idempotency_key"),
+    sa.Index("ix_wf_runs_completed", "completed_at"),
 )
 
 steps = sa.Table(
     "wf_steps",
     metadata,
-    sa.Column("run_id", sa.String(64), sa.ForeignKey("wf_runs.id", ondelete="CASCADE")),
+    sa.Column("run_id", sa.String(RUN_ID_MAX), sa.ForeignKey("wf_runs.id", ondelete="CASCADE")),
     sa.Column("name", sa.String(300)),
     sa.Column("seq", sa.Integer, nullable=False),
     sa.Column("kind", sa.String(16), nullable=False),
@@ -97,7 +109,7 @@ events = sa.Table(
     "wf_events",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("run_id", sa.String(64), sa.ForeignKey("wf_runs.id", ondelete="CASCADE")),
+    sa.Column("run_id", sa.String(RUN_ID_MAX), sa.ForeignKey("wf_runs.id", ondelete="CASCADE")),
     sa.Column("name", sa.String(300), nullable=False),
     sa.Column("payload", sa.Text),
     sa.Column("created_at", UTCDateTime, nullable=False),

@@ -7,9 +7,10 @@ from pathlib import Path
 
 from orchestrator.handle import WorkflowHandle
 from orchestrator.manifest import install
-from workflows import onboarding as _onboarding_module
-from workflows import order as _order_module
-from workflows.services import email as _services_email_module  # noqa: F401  (registers its @rpc functions)
+
+from . import onboarding as _onboarding_module
+from . import order as _order_module
+from .services import email as _services_email_module  # noqa: F401  (registers its @rpc functions)
 
 install(Path(__file__).with_name("_manifest.json"))
 
