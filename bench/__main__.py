@@ -25,6 +25,7 @@ from celery import chain
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 STEPS = 10
+CHAIN_QUEUE = "bench.chain"
 
 
 @dataclass
@@ -50,7 +51,7 @@ class Figures:
 def prebuild() -> None:
     subprocess.run(
         [sys.executable, "-m", "codegen", "prebuild", "--root", str(HERE), "--package",
-         "benchflows", "--tasks-out", "benchflows_tasks.py"],
+         "benchflows"],
         check=True, cwd=REPO, capture_output=True,
     )  # fmt: skip
 
@@ -68,7 +69,9 @@ def bench_chain(app: object, r: redis.Redis, runs: int, batch: int) -> Figures:
     def start() -> tuple[str, float]:
         key = f"bench:chain:{uuid.uuid4().hex}"
         links = [
-            app.signature("bench.chain_link", args=(key, i, STEPS - 1), immutable=True)  # type: ignore[attr-defined]
+            app.signature(  # type: ignore[attr-defined]
+                "bench.chain_link", args=(key, i, STEPS - 1), immutable=True, queue=CHAIN_QUEUE
+            )
             for i in range(STEPS)
         ]
         t0 = time.time()
@@ -138,7 +141,7 @@ def main() -> int:
     from workers.app import create_app
     from workers.dispatch import CeleryDispatcher
     from workers.process import WorkerProcess
-    from workers.routing import configure_queues, routes_from_manifest
+    from workers.routing import manifest_queues
 
     r = redis.Redis.from_url(args.redis)
     rows: list[tuple[Figures, Figures]] = []
@@ -150,20 +153,28 @@ def main() -> int:
             "PYTHONPATH": f"{HERE}:{REPO}",
             "WORKFLOW_BROKER_URL": args.redis,
             "WORKFLOW_DATABASE_URL": fresh_schema(args.postgres),
-            "WORKFLOW_TASKS_MODULE": "bench_tasks",
+            "WORKFLOW_PACKAGE": "benchflows",
             "WORKFLOW_QUEUES": grouping,
             "WORKFLOW_HOME": str(logs),
         }
         settings = Settings.from_env(env)
         app = create_app(settings)
         manifest = Manifest.load(HERE / "benchflows" / "_manifest.json")
-        routes = {**routes_from_manifest(manifest), "bench.chain_link": ("chain", "bench.chain")}
-        queues = configure_queues(app, routes, settings.queue_grouping)
+        queues = [*manifest_queues(manifest, settings), CHAIN_QUEUE]
         store = RunStore.from_settings(settings)
         client = WorkflowClient(store, CeleryDispatcher(settings, app))
         log = logs / f"worker-{grouping}.log"
         print(f"grouping={grouping}: {len(queues)} queues; worker log {log}", file=sys.stderr)
-        with WorkerProcess(env, log, concurrency=args.concurrency, cwd=REPO):
+        worker = WorkerProcess(
+            env,
+            log,
+            concurrency=args.concurrency,
+            cwd=REPO,
+            queues=",".join(queues),
+            # The plain chain's task, beside the workflow package's generated ones.
+            extra_args=["--include=bench.bench_tasks"],
+        )
+        with worker:
             base = bench_chain(app, r, args.runs, args.batch)
             flow = bench_workflow(
                 f"workflow ({grouping} queues: {len(queues)})", client, args.runs, args.batch

@@ -1,5 +1,5 @@
-"""The worker's task module for the bench: the generated workflow tasks plus the plain Celery
-chain it is compared with, in the same worker."""
+"""The plain Celery chain the workflow is compared with, run by the same worker (included
+with `--include=bench.bench_tasks` beside the workflow package's generated tasks)."""
 
 from __future__ import annotations
 
@@ -7,14 +7,8 @@ import os
 import time
 
 import redis
-from benchflows_tasks import ROUTES as WORKFLOW_ROUTES
 
 from workers.app import app
-
-ROUTES: dict[str, tuple[str, str]] = {
-    **WORKFLOW_ROUTES,
-    "bench.chain_link": ("chain", "bench.chain"),
-}
 
 _redis = redis.Redis.from_url(os.environ["WORKFLOW_BROKER_URL"])
 

@@ -25,6 +25,7 @@ class WorkerProcess:
         name: str = "w",
         queues: str | None = None,
         cwd: Path | None = None,
+        extra_args: list[str] | None = None,
     ) -> None:
         self.env = dict(env)
         self.log = log
@@ -37,6 +38,7 @@ class WorkerProcess:
         ]  # fmt: skip
         if queues:
             self.args.append(f"--queues={queues}")
+        self.args += extra_args or []
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 60.0) -> WorkerProcess:
