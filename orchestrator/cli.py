@@ -18,7 +18,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 from pydantic import ValidationError
 
@@ -53,8 +53,14 @@ def _duration(text: str) -> str:
     return text
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # One line, not argparse's usage block: the usage is one --help away.
+        self.exit(EXIT_ERROR, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="workflow", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="workflow", description=__doc__.splitlines()[0])
     parser.add_argument(
         "--package", help="the workflows package, dotted (default: $WORKFLOW_PACKAGE or workflows)"
     )

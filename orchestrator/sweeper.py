@@ -22,6 +22,7 @@ class SweepReport:
     stale_steps: int
     due_timers: int
     stalled_runs: int
+    workflows: tuple[str, ...] = ()  # of the runs re-driven
 
     @property
     def total(self) -> int:
@@ -62,7 +63,8 @@ class Sweeper:
         ]
         messages += [PassDispatch(r.run_id, r.workflow) for r in (*timers, *stalled)]
         publish(self.dispatcher, messages)
-        report = SweepReport(len(lapsed), len(stale), len(timers), len(stalled))
+        workflows = tuple(sorted({m.workflow for m in messages}))
+        report = SweepReport(len(lapsed), len(stale), len(timers), len(stalled), workflows)
         if report.total:
             log.info("sweeper re-drove %s", report)
         return report

@@ -48,7 +48,8 @@ def test_commands_name_real_modules() -> None:
     named = {
         name: modules_named(svc["command"]) for name, svc in services.items() if "command" in svc
     }
-    assert named["prebuild"] == ["codegen"]
+    assert named["prebuild"] == ["codegen", "orchestrator"]
+    assert "db upgrade" in services["prebuild"]["command"]
     assert named["workers"] == ["workers"]
     assert named["demo"] == ["workers.demo"]
     for modules in named.values():

@@ -85,6 +85,9 @@ class Channel(filesystem.Channel):
 
 class Transport(filesystem.Transport):
     Channel = Channel
+    # No server, so no host: without this, kombu warns "No hostname was supplied" on every
+    # connection of every process.
+    default_connection_params: dict[str, Any] = {}
 
 
 TRANSPORT_ALIASES.setdefault(SCHEME, "workers.fs_transport:Transport")

@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 
@@ -26,12 +26,13 @@ class WorkerProcess:
         queues: str | None = None,
         cwd: Path | None = None,
         extra_args: list[str] | None = None,
+        celery: Sequence[str] = (sys.executable, "-m", "celery"),
     ) -> None:
         self.env = dict(env)
         self.log = log
         self.cwd = cwd
         self.args = [
-            sys.executable, "-m", "celery", "-A", "workers", "worker",
+            *celery, "-A", "workers", "worker",
             f"--concurrency={concurrency}", f"--pool={pool}", f"--hostname={name}@%h",
             # INFO: readiness is detected from the log's "ready." line.
             "--loglevel=INFO", "--without-gossip", "--without-mingle", "--without-heartbeat",

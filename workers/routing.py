@@ -10,7 +10,7 @@ cost far more per fetch than one queue per workflow (see bench/).
 from __future__ import annotations
 
 from celery import Celery
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from orchestrator.config import Settings
 from orchestrator.manifest import Manifest
@@ -26,11 +26,16 @@ def queue_for(workflow: str, task: str, settings: Settings) -> str:
     return task
 
 
+# One direct exchange for every workflow queue, each bound under its own name. (Not an
+# exchange per queue, as Celery makes for a queue it was not told about: the embedded broker
+# refuses exchange names with `{}` in them, as in `wf.shop.ship-{i}`.)
+EXCHANGE = Exchange("wf", type="direct")
+
+
 def declare(name: str) -> Queue:
-    """A queue bound to the default exchange under its own name: publishers pass this very
-    declaration and workers consume it, so both bind it the same way on every broker (the
-    embedded broker refuses exchange names with `{}` in them, as in `wf.shop.ship-{i}`)."""
-    return Queue(name, routing_key=name)
+    """The queue's declaration: publishers pass this very object with each message and
+    workers consume it, so both bind it the same way on every broker."""
+    return Queue(name, EXCHANGE, routing_key=name)
 
 
 def manifest_queues(manifest: Manifest, settings: Settings) -> list[str]:

@@ -28,7 +28,7 @@ class PostgresStore(SqlStore):
         engine = sa.create_engine(normalize_url(url), pool_size=5)
         # A shared database is migrated by `workflow db upgrade`, a deploy step, not by
         # whichever worker happens to start first.
-        super().__init__(engine, upgrade=upgrade)
+        super().__init__(engine, url, upgrade=upgrade)
 
     def _lock_schema(self, conn: sa.Connection) -> None:
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK_KEY})

@@ -13,6 +13,9 @@ to create, stamp or upgrade.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,8 @@ import sqlalchemy as sa
 
 from ..errors import SchemaVersionError
 from .tables import SCHEMA_REVISION, metadata, runs
+
+log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 # A database with our tables but no version table predates migrations: revision 0001.
@@ -61,6 +66,7 @@ def prepare(conn: sa.Connection, where: str, *, upgrade: bool) -> tuple[str | No
     if current is None:
         metadata.create_all(conn)
         _stamp(conn, SCHEMA_REVISION)
+        log.info("created the run store's tables at %s (schema %s)", where, SCHEMA_REVISION)
         return None, SCHEMA_REVISION
     if current not in known_revisions():
         raise SchemaVersionError(
@@ -72,7 +78,9 @@ def prepare(conn: sa.Connection, where: str, *, upgrade: bool) -> tuple[str | No
             f"the run store at {where} has schema revision {current}, this code needs "
             f"{SCHEMA_REVISION}: run `{UPGRADE_COMMAND}`"
         )
-    return migrate(conn)
+    change = migrate(conn)
+    log.info("upgraded the run store at %s from schema %s to %s", where, *change)
+    return change
 
 
 def migrate(conn: sa.Connection) -> tuple[str | None, str]:
@@ -83,11 +91,26 @@ def migrate(conn: sa.Connection) -> tuple[str | None, str]:
     before = current_revision(conn)
     if before == BASELINE and not sa.inspect(conn).has_table("alembic_version"):
         _stamp(conn, BASELINE)
-    command.upgrade(_alembic_config(conn), "head")
+    with _quiet_alembic():
+        command.upgrade(_alembic_config(conn), "head")
     return before, SCHEMA_REVISION
 
 
 def _stamp(conn: sa.Connection, revision: str) -> None:
     from alembic import command
 
-    command.stamp(_alembic_config(conn), revision)
+    with _quiet_alembic():
+        command.stamp(_alembic_config(conn), revision)
+
+
+@contextlib.contextmanager
+def _quiet_alembic() -> Iterator[None]:
+    """Alembic logs its plugins and dialect at INFO; a worker's log only needs our one line
+    about what changed."""
+    logger = logging.getLogger("alembic")
+    level = logger.level
+    logger.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        logger.setLevel(level)

@@ -43,11 +43,12 @@ def unavailable(exc: DBAPIError, where: str) -> StoreUnavailableError:
 
 
 class SqlStore(SqlControl, SqlRecovery, RunStore):
-    def __init__(self, engine: sa.Engine, *, upgrade: bool = False) -> None:
+    def __init__(self, engine: sa.Engine, url: str, *, upgrade: bool = False) -> None:
         """Open the store, checking its schema (`schema.prepare`): `upgrade` lets an older
-        schema be migrated in place instead of refused."""
+        schema be migrated in place instead of refused. `url`: as the user gave it, for
+        messages (without its password)."""
         self.engine = engine
-        self.where = display_url(engine.url)
+        self.where = display_url(url)
         with self._write() as conn:
             self._lock_schema(conn)
             self.schema_upgrade = schema.prepare(conn, self.where, upgrade=upgrade)

@@ -71,7 +71,7 @@ class SqliteStore(SqlStore):
 
         # Embedded: by default the store upgrades its own schema (one host, no other
         # deployment to coordinate with).
-        super().__init__(engine, upgrade=upgrade)
+        super().__init__(engine, url, upgrade=upgrade)
 
     def _serialized(self) -> contextlib.AbstractContextManager[Any]:
         return self._memory_lock or contextlib.nullcontext()
