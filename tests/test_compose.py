@@ -55,3 +55,19 @@ def test_commands_name_real_modules() -> None:
     for modules in named.values():
         for module in modules:
             assert importlib.util.find_spec(module) is not None, module
+
+
+def test_the_readme_lists_every_setting() -> None:
+    """Every WORKFLOW_* variable the package reads has a row in the configuration table."""
+    import re
+
+    repo = COMPOSE.parent
+    read = {
+        name
+        for folder in ("orchestrator", "workers", "codegen")
+        for path in (repo / folder).rglob("*.py")
+        for name in re.findall(r"\"(WORKFLOW_[A-Z_]+)\"", path.read_text())
+    }
+    table = (repo / "README.md").read_text().split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"^\| `(WORKFLOW_[A-Z_]+)` \|", table, re.MULTILINE))
+    assert read and read == documented
