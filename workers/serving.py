@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
+import sys
+from typing import Any, NoReturn
 
 import click
 from celery import Celery, signals
 
 from orchestrator.config import Settings, check_package_name
+from orchestrator.errors import WorkflowError
 from orchestrator.manifest import Manifest
 from orchestrator.package import load_worker_tasks
 
@@ -35,8 +37,11 @@ app.user_options["preload"].add(
 @signals.user_preload_options.connect
 def _package_option(options: dict[str, Any], **_: Any) -> None:
     if options.get("workflow_package"):
+        try:
+            package = check_package_name(options["workflow_package"], "--workflow-package")
+        except WorkflowError as exc:
+            _refuse_to_start(exc)
         # Through the environment, so that the pool's children and every Settings agree.
-        package = check_package_name(options["workflow_package"], "--workflow-package")
         os.environ["WORKFLOW_PACKAGE"] = package
 
 
@@ -55,5 +60,16 @@ def serve(celery: Celery, settings: Settings) -> Manifest:
 
 @signals.import_modules.connect
 def _serve_on_start(sender: Celery | None = None, **_: Any) -> None:
-    if sender is app:
+    if sender is not app:
+        return
+    try:
         serve(app, Settings.from_env())
+    except WorkflowError as exc:
+        _refuse_to_start(exc)
+
+
+def _refuse_to_start(exc: WorkflowError) -> NoReturn:
+    # A worker that cannot serve its package must not start; one line says why (a traceback
+    # through Celery's start-up would bury it, and Celery's signals swallow exceptions).
+    sys.stderr.write(f"error: {exc}\n")
+    raise SystemExit(1) from None
