@@ -202,3 +202,28 @@ def test_no_workflows_package_here(env: dict[str, str], tmp_path: Path) -> None:
         cwd=tmp_path, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     one_line_error(done, "workflow package 'workflows': not found in", str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("setup", "args", "expected"),
+    [
+        ("nothing", [], "error: workflow package 'workflows': not found in"),
+        ("package", [], "error: workflows._generated is missing; run `python -m codegen prebuild`"),
+        ("package", ["--workflow-package=my-app"], "error: --workflow-package must be a dotted"),
+    ],
+)
+def test_a_worker_that_cannot_serve_its_package_says_why_and_exits(
+    tmp_path: Path, setup: str, args: list[str], expected: str
+) -> None:
+    if setup == "package":
+        (tmp_path / "workflows").mkdir()
+        (tmp_path / "workflows" / "__init__.py").touch()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKFLOW_")}
+    env.pop("PYTHONPATH", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "workers", "worker", *args],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith(expected), done.stderr
