@@ -174,7 +174,7 @@ class Engine:
             definition = self.registry.workflow(run.workflow)
             state = self._state(run, owner, definition.manifest(), definition)
         except WorkflowError as exc:  # unknown workflow, stale build: nothing to replay
-            return self._failed(exc, None), None
+            return self._failed(exc, None, run.id), None
         ctx = WorkflowContext(state)
         try:
             output = definition.fn(ctx, definition.validate_input(run.input))
@@ -185,7 +185,7 @@ class Engine:
         try:
             result = to_jsonable(model_dump(output), f"output of workflow {run.workflow!r}")
         except SerializationError as exc:
-            return self._failed(exc, None), state
+            return self._failed(exc, None, run.id), state
         patch = RunPatch(status=RunStatus.COMPLETED, output=result, completed_at=self.clock())
         return patch, state
 
@@ -196,7 +196,7 @@ class Engine:
         if ctx.broken is not None:
             raise ctx.broken  # commit nothing more; the run is re-driven
         if ctx.fatal is not None:
-            return self._failed(ctx.fatal, ctx)
+            return self._failed(ctx.fatal, ctx, ctx.run_id)
         if ctx.cancelled is not None:
             return self._cancelled(ctx.cancelled.reason)
         if ctx.cancel_requested is not None and exc is not None:
@@ -206,16 +206,16 @@ class Engine:
         if ctx.paused is not None:
             return RunPatch(status=RunStatus.PAUSED, waiting_for=ctx.paused.waiting_for)
         assert isinstance(exc, Exception), exc
-        return self._failed(exc, ctx)
+        return self._failed(exc, ctx, ctx.run_id)
 
     def _cancelled(self, reason: str) -> RunPatch:
         error = ErrorInfo(type="Cancelled", message=reason)
         return RunPatch(status=RunStatus.CANCELLED, error=error, completed_at=self.clock())
 
-    def _failed(self, exc: Exception, ctx: WorkflowContext | None) -> RunPatch:
+    def _failed(self, exc: Exception, ctx: WorkflowContext | None, run_id: str) -> RunPatch:
         # Name the step that failed, or else the last one the workflow reached.
         step = exc.step if isinstance(exc, StepFailedError) else (ctx.current_step if ctx else None)
-        log.info("run failed at step %s: %s", step, exc)
+        log.warning("run %s failed at step %s: %s", run_id, step, exc, extra={"run_id": run_id})
         return RunPatch(
             status=RunStatus.FAILED,
             error=ErrorInfo.from_exception(exc, step),

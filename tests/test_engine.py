@@ -256,3 +256,19 @@ def test_a_call_site_read_differently_by_the_prebuild_names_the_cause(
     assert run.status is RunStatus.FAILED and run.error is not None
     assert run.error.type == "DefinitionError"
     assert "runs as remote, but the prebuild read its call site as inline" in run.error.message
+
+
+def test_a_pass_for_a_workflow_this_process_does_not_serve_leaves_the_run_alone(
+    runner: InProcessRunner, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another service's message (or a package whose definitions were not loaded) must not
+    fail a run for good: the run waits for a worker of its own service."""
+    from orchestrator.store import ClaimRefused
+
+    run_id = runner.start("basic", {"value": 1})
+    before = runner.client.get_run(run_id)
+    with caplog.at_level("ERROR"):
+        assert runner.engine.run_pass(run_id, "somebody-elses") is ClaimRefused.UNSERVED
+    assert runner.client.get_run(run_id) == before
+    assert "does not serve workflow 'somebody-elses'" in caplog.text
+    assert runner.engine.run_pass(run_id, "basic") is RunStatus.PAUSED  # its own worker runs it
