@@ -209,8 +209,9 @@ def _tasks(result: ScanResult) -> list[_Task]:
 def _task_function(task: _Task) -> list[str]:
     workflow = f"workflow={py_str(task.workflow)}"
     if task.rpc is None:
-        params, call = ["run_id: str"], "run_orchestrator_pass("
-        args = ["run_id", workflow]
+        # `timer`: a timer's wake-up, replayed even when no request is pending.
+        params, call = ["run_id: str", "timer: bool = False"], "run_orchestrator_pass("
+        args = ["run_id", workflow, "timer=timer"]
     else:
         params, call = ["run_id: str", "step: str"], "execute_step("
         args = ["run_id", "step", workflow, f"rpc={py_str(task.rpc)}"]

@@ -3,10 +3,10 @@ Celery adapter lives in `workers/`, an in-process one in `orchestrator.testing`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from .models import StepRun
 
@@ -45,3 +45,15 @@ class Dispatcher(Protocol):
     def dispatch(self, messages: Sequence[Dispatch]) -> None:
         """Publish each message; may raise if the broker is unreachable. Callers record
         intent in the store first, so a lost publish is re-driven by the sweeper."""
+
+
+@runtime_checkable
+class QueueDepths(Protocol):
+    """A transport that can tell how many messages wait in its queues. The sweeper uses it
+    to tell a message that is merely queued behind others from one that was lost."""
+
+    def queue_of(self, message: Dispatch) -> str:
+        """The queue `message` goes to."""
+
+    def depths(self, queues: Collection[str]) -> Mapping[str, int]:
+        """How many messages each queue holds now (ones held by workers not counted)."""

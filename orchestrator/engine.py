@@ -80,12 +80,22 @@ class Engine:
         self.max_countdown = max_countdown
         self.keeper = keeper or NoLeaseKeeper()
 
-    def run_pass(self, run_id: str, workflow: str | None = None) -> RunStatus | ClaimRefused:
+    def run_pass(
+        self,
+        run_id: str,
+        workflow: str | None = None,
+        *,
+        owner: str | None = None,
+        timer: bool = True,
+    ) -> RunStatus | ClaimRefused:
         """Replay the run once; return its status after the pass (or why it was skipped).
 
         `workflow`, when the message names it, is checked first: a process that has no
         definition of it leaves the run alone (its own service's workers will run it) instead
-        of failing it for good."""
+        of failing it for good. `owner` names this pass in the store (a fresh id by default;
+        the transport may derive it from the delivery, see `StepExecutor.execute`). `timer`:
+        the message is a timer's wake-up; any other message finding every request of the run
+        answered is a duplicate, refused without a replay."""
         if workflow is not None and workflow not in self.registry.workflows:
             log.error(
                 "pass of run %s skipped: this process does not serve workflow %r (serves: %s); "
@@ -96,9 +106,9 @@ class Engine:
                 extra={"run_id": run_id, "workflow": workflow},
             )
             return ClaimRefused.UNSERVED
-        owner = uuid.uuid4().hex
+        owner = owner or uuid.uuid4().hex
         now = self.clock()
-        claim = self.store.claim_run(run_id, owner, now, now + self.run_lease)
+        claim = self.store.claim_run(run_id, owner, now, now + self.run_lease, timer=timer)
         if isinstance(claim, ClaimRefused):
             log.debug("pass of run %s skipped: %s", run_id, claim.value)
             return claim
@@ -107,8 +117,9 @@ class Engine:
             return self.store.renew_run_lease(run_id, owner, self.clock() + self.run_lease)
 
         run = claim.run
-        with self.keeper.hold(renew):
+        with self.keeper.hold(renew, f"the pass lease on run {run_id}") as held:
             patch, state = self._replay(claim, owner)
+            held.finishing()  # this commit gives the lease up
             now = self.clock()
             answered = self.store.commit_pass(
                 run_id, owner, now, now + self.run_lease,

@@ -87,8 +87,13 @@ class StepExecutor:
         self.lease = lease
         self.keeper = keeper or NoLeaseKeeper()
 
-    def execute(self, run_id: str, step_name: str, *, workflow: str, rpc: str) -> StepOutcome:
-        owner = uuid.uuid4().hex
+    def execute(
+        self, run_id: str, step_name: str, *, workflow: str, rpc: str, owner: str | None = None
+    ) -> StepOutcome:
+        """Claim the step, run its RPC and record the outcome. `owner` names this attempt in
+        the store (the transport may derive it from the delivery, so that its supervisor can
+        release the step if the process running it dies); a fresh id by default."""
+        owner = owner or uuid.uuid4().hex
         now = self.clock()
         step = self.store.claim_step(run_id, step_name, owner, now, now + self.lease)
         if step is None:
@@ -103,42 +108,53 @@ class StepExecutor:
                 self.store.renew_step_lease(run_id, step_name, owner, self.clock() + self.lease)
             )
 
-        result: Any = None
-        error: ErrorInfo | None = None
-        info = StepInfo(run_id, workflow, step_name, step.attempts)
         policy = step.policy or StepPolicy()
-        with self.keeper.hold(renew), _running(info):
-            started = time.monotonic()
-            try:
-                if step.target != rpc:
-                    raise StaleBuildError(
-                        f"step {step_name!r} was scheduled for RPC {step.target!r} but this "
-                        f"worker's task calls {rpc!r}"
-                    )
-                value = self.registry.rpc(rpc).invoke(step.input)
-                result = to_jsonable(value, f"result of step {step_name!r}")
-                # Where the transport cannot interrupt an attempt, a late result still counts
-                # as a timeout, so the retry policy sees the same thing everywhere.
-                if policy.timeout is not None and time.monotonic() - started > policy.timeout:
-                    raise StepTimeoutError(f"step {step_name!r} took longer than {policy.timeout}s")
-            except Exception as exc:
-                log.info("step %s of run %s failed: %r", step_name, run_id, exc)
-                if type(exc).__name__ == "SoftTimeLimitExceeded":  # Celery's interruption
-                    exc = StepTimeoutError(f"step {step_name!r} took longer than {policy.timeout}s")
-                error = ErrorInfo.from_exception(exc, step_name)
-        if error is not None and self._retryable(step, error, policy):
-            # Only the attempt's owner may retry; an attempt whose lease lapsed (another
-            # worker took the step over) must not end the step as failed either.
-            return (
-                StepOutcome.RETRYING
-                if self._retry(step, workflow, owner, error, policy)
-                else StepOutcome.LOST
-            )
-        recorded = self.store.finish_step(run_id, step_name, self.clock(), result, error)
+        what = f"the lease on step {step_name!r} of run {run_id}"
+        # The lease is kept until the outcome is written: a store that is reconnecting may
+        # take seconds to accept it, and the step must not be handed to another worker then.
+        with self.keeper.hold(renew, what) as held:
+            result, error = self._call(step, workflow, rpc, policy)
+            held.finishing()
+            if error is not None and self._retryable(step, error, policy):
+                # Only the attempt's owner may retry; an attempt whose lease lapsed (another
+                # worker took the step over) must not end the step as failed either.
+                retried = self._retry(step, workflow, owner, error, policy)
+                return StepOutcome.RETRYING if retried else StepOutcome.LOST
+            recorded = self.store.finish_step(run_id, step_name, self.clock(), result, error)
         publish(self.dispatcher, [PassDispatch(run_id, workflow)])
         if not recorded:
             return StepOutcome.LOST
         return StepOutcome.FAILED if error else StepOutcome.SUCCEEDED
+
+    def _call(
+        self, step: StepRun, workflow: str, rpc: str, policy: StepPolicy
+    ) -> tuple[Any, ErrorInfo | None]:
+        """Run the step's RPC once: (JSON result, None) or (None, the error)."""
+        name = step.name
+        with _running(StepInfo(step.run_id, workflow, name, step.attempts)):
+            started = time.monotonic()
+            try:
+                if step.target != rpc:
+                    raise StaleBuildError(
+                        f"step {name!r} was scheduled for RPC {step.target!r} but this "
+                        f"worker's task calls {rpc!r}"
+                    )
+                value = self.registry.rpc(rpc).invoke(step.input)
+                result = to_jsonable(value, f"result of step {name!r}")
+                # Where the transport cannot interrupt an attempt, a late result still counts
+                # as a timeout, so the retry policy sees the same thing everywhere.
+                if policy.timeout is not None and time.monotonic() - started > policy.timeout:
+                    raise StepTimeoutError(f"step {name!r} took longer than {policy.timeout}s")
+                return result, None
+            except Exception as exc:
+                if type(exc).__name__ == "SoftTimeLimitExceeded":  # Celery's interruption
+                    exc = StepTimeoutError(f"step {name!r} took longer than {policy.timeout}s")
+                log.warning(
+                    "step %s of run %s (%s) attempt %d failed: %r",
+                    name, step.run_id, workflow, step.attempts, exc,
+                    extra={"run_id": step.run_id, "workflow": workflow, "step": name},
+                )  # fmt: skip
+                return None, ErrorInfo.from_exception(exc, name)
 
     @staticmethod
     def _retryable(step: StepRun, error: ErrorInfo, policy: StepPolicy) -> bool:
@@ -152,8 +168,10 @@ class StepExecutor:
         assert policy.retry is not None
         now = self.clock()
         retry_at = now + policy.retry.delay(step.attempts)
-        if not self.store.retry_step(step.run_id, step.name, owner, now, error, retry_at):
-            return False
-        if retry_at - now <= self.max_countdown:
+        countdown = retry_at - now <= self.max_countdown
+        retried = self.store.retry_step(
+            step.run_id, step.name, owner, now, error, retry_at, sent=countdown
+        )
+        if retried and countdown:
             publish(self.dispatcher, [StepDispatch.of(step, workflow, eta=retry_at)])
-        return True
+        return retried

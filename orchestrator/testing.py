@@ -4,7 +4,7 @@ clock you move by hand. For unit tests of workflows, and of this package."""
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -21,7 +21,9 @@ from .sweeper import Sweeper
 
 
 class LocalDispatcher:
-    """Keeps published messages in a list instead of sending them anywhere."""
+    """Keeps published messages in a list instead of sending them anywhere: one queue for
+    all, so its depth is every message waiting without a due time (as a broker's queue holds
+    no countdown messages: workers fetch those at once)."""
 
     def __init__(self) -> None:
         self.queue: deque[Dispatch] = deque()
@@ -30,6 +32,13 @@ class LocalDispatcher:
     def dispatch(self, messages: Sequence[Dispatch]) -> None:
         self.queue.extend(messages)
         self.sent.extend(messages)
+
+    def queue_of(self, message: Dispatch) -> str:
+        return "local"
+
+    def depths(self, queues: Collection[str]) -> Mapping[str, int]:
+        waiting = sum(1 for m in self.queue if m.eta is None)
+        return {name: waiting for name in queues}
 
 
 class InProcessRunner:
@@ -65,7 +74,7 @@ class InProcessRunner:
                 deferred.append(message)
                 continue
             if isinstance(message, PassDispatch):
-                self.engine.run_pass(message.run_id)
+                self.engine.run_pass(message.run_id, timer=message.eta is not None)
             else:
                 self._run_step(message)
             handled += 1

@@ -372,7 +372,11 @@ def test_retry_step_records_the_error_and_waits_for_the_delay(store: RunStore) -
     assert store.claim_step("r1", "a", "w2", T0, T0 + LEASE) is None  # too early
     assert store.stale_scheduled_steps(T0, T0) == []
     later = retry_at + timedelta(seconds=1)
-    assert [n.step.name for n in store.stale_scheduled_steps(later, T0)] == ["a"]  # due, unsent
+    # Its countdown message counts from when it falls due: not overdue yet one second later.
+    assert store.stale_scheduled_steps(later, later - LEASE) == []
+    assert store.due_retries(later, later) == []  # a message carries it
+    overdue = retry_at + 2 * LEASE
+    assert [n.step.name for n in store.stale_scheduled_steps(overdue, overdue - LEASE)] == ["a"]
     again = store.claim_step("r1", "a", "w2", later, later + LEASE)
     assert again is not None and again.attempts == 2
     final = ErrorInfo(type="ConnectionError", message="still down", step="a")
@@ -623,3 +627,71 @@ def test_recovery_queries_see_only_the_workflows_asked_for(store: RunStore) -> N
     assert store.runs_needing_pass(later, later, workflows=["billing"]) == []
     assert store.runs_needing_pass(later, later, workflows=[]) == []
     assert store.runs_needing_pass(later, later) == [PassNeeded("theirs", "shipping")]
+
+
+def test_a_retry_too_long_for_a_countdown_is_sent_by_the_sweeper_when_due(store: RunStore) -> None:
+    scheduled_and_claimed(store)
+    error = ErrorInfo(type="ConnectionError", message="down", step="a")
+    retry_at = T0 + timedelta(hours=2)
+    assert store.retry_step("r1", "a", "w1", T0, error, retry_at, sent=False)
+    assert store.due_retries(T0 + timedelta(hours=1), T0 + timedelta(hours=1)) == []
+    due = [n.step.name for n in store.due_retries(retry_at, retry_at)]
+    assert due == ["a"]
+    assert store.due_retries(retry_at, retry_at) == []  # sent now: once only
+
+
+def test_a_claim_repeated_by_its_owner_is_the_same_claim(store: RunStore) -> None:
+    """What a retry after a dropped connection does when the first try had landed."""
+    new_run(store)
+    first = claim(store, owner="p1")
+    again = claim(store, owner="p1")
+    assert again.requested == first.requested
+    assert store.claim_run("r1", "p2", T0, T0 + LEASE) is ClaimRefused.BUSY
+    store.commit_pass("r1", "p1", T0, T0 + LEASE, [remote("a", 0)])
+    step = store.claim_step("r1", "a", "w1", T0, T0 + LEASE)
+    repeated = store.claim_step("r1", "a", "w1", T0, T0 + LEASE)
+    assert step is not None and repeated is not None and repeated.attempts == step.attempts == 1
+    assert store.claim_step("r1", "a", "w2", T0, T0 + LEASE) is None
+
+
+def test_a_duplicate_pass_message_is_refused_without_a_replay(store: RunStore) -> None:
+    new_run(store)
+    c = claim(store, owner="p1")
+    assert store.commit_pass("r1", "p1", T0, T0, [remote("a", 0)], release=c.requested)
+    # Every request answered: another message is a duplicate, unless a timer sent it.
+    assert store.claim_run("r1", "p2", T0, T0 + LEASE, timer=False) is ClaimRefused.ANSWERED
+    assert isinstance(store.claim_run("r1", "p2", T0, T0 + LEASE, timer=True), PassClaim)
+
+
+def test_steps_of_a_run_being_cancelled_are_never_claimed_or_redriven(store: RunStore) -> None:
+    new_run(store)
+    claim(store)
+    store.commit_pass("r1", "p1", T0, T0 + LEASE, [remote("a", 0), remote("b", 1)])
+    assert store.claim_step("r1", "b", "w1", T0, T0 + LEASE) is not None  # running when...
+    store.request_cancel("r1", "changed our mind", T0)  # ...the cancel comes
+    assert store.claim_step("r1", "a", "w2", T0, T0 + LEASE) is None  # queued: a no-op now
+    later = T0 + 3 * LEASE
+    assert store.reclaim_lapsed_steps(later) == []
+    assert store.stale_scheduled_steps(later, later - LEASE) == []
+    assert store.finish_step("r1", "b", T0, result=1)  # the running one may still finish
+
+
+def test_a_step_held_by_a_process_that_died_is_released_by_its_owner_only(
+    store: RunStore,
+) -> None:
+    scheduled_and_claimed(store)
+    assert not store.release_step("r1", "a", "somebody-else", T0)
+    assert store.release_step("r1", "a", "w1", T0)
+    step = store.claim_step("r1", "a", "w2", T0, T0 + LEASE)  # at once, not after the lease
+    assert step is not None and step.attempts == 2
+
+
+def test_the_backlog_counts_what_waits_in_queues(store: RunStore) -> None:
+    new_run(store, "r1")
+    new_run(store, "r2", at=T0 + LEASE)
+    c = claim(store)
+    store.commit_pass("r1", "p1", T0, T0, [remote("a", 0)], release=c.requested)
+    now = T0 + 2 * LEASE
+    found = {(b.workflow, b.task): (b.pending, b.overdue) for b in store.backlog(now, T0 + LEASE)}
+    # r2's first pass (requested at T0 + LEASE: not before the cutoff) and r1's step a.
+    assert found == {("wf", None): (1, 0), ("wf", "wf.wf.a"): (1, 1)}

@@ -23,7 +23,13 @@ def broker_options(settings: Settings) -> dict[str, Any]:
 
 def create_app(settings: Settings | None = None) -> Celery:
     settings = settings or Settings.from_env()
-    app = Celery("workflows", broker=settings.broker_url, set_as_current=False)
+    app = Celery(
+        "workflows",
+        broker=settings.broker_url,
+        set_as_current=False,
+        # Releases what a pool child held when it dies (workers/supervision.py).
+        task_cls="workers.supervision:WorkflowTask",
+    )
     app.conf.update(
         task_serializer="json",
         result_serializer="json",

@@ -9,10 +9,13 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from orchestrator.backoff import backoff_delay
 from orchestrator.config import Settings
 from orchestrator.engine import Engine
+from orchestrator.errors import WorkflowError
 from orchestrator.leases import HeartbeatKeeper
 from orchestrator.manifest import installed
 from orchestrator.steps import StepExecutor
@@ -92,10 +95,31 @@ def _build(settings: Settings) -> Runtime:
     )
 
 
-def sweep_forever(stop: threading.Event) -> None:
-    """The sweeper loop a worker runs in a thread of its main process."""
-    while not stop.wait(runtime().settings.sweep_interval.total_seconds()):
+def sweep_forever(
+    stop: threading.Event, build: Callable[[], Runtime] = runtime, interval: float | None = None
+) -> None:
+    """The sweeper loop a worker runs in a thread of its main process. It survives anything:
+    a store that cannot be reached when the worker starts (building the runtime connects) or
+    later, a broker that is down; it logs, backs off (doubling, capped at a minute) and goes
+    on, because a worker whose sweeper died would never re-drive lost work again."""
+    failures = 0
+    delay = interval if interval is not None else _configured_interval()
+    while not stop.wait(delay):
         try:
-            runtime().sweeper.sweep_once()
-        except Exception:
-            log.exception("sweep failed; retrying next interval")
+            current = build()
+            current.sweeper.sweep_once()
+        except Exception as exc:
+            failures += 1
+            delay = backoff_delay(failures, initial=1.0, cap=60.0)
+            log.warning("sweep failed (%s: %s); next try in %.0fs", type(exc).__name__, exc, delay)
+            log.debug("sweep failure", exc_info=True)
+        else:
+            failures = 0
+            delay = interval or current.settings.sweep_interval.total_seconds()
+
+
+def _configured_interval() -> float:
+    try:
+        return Settings.from_env().sweep_interval.total_seconds()
+    except WorkflowError:
+        return 5.0  # building the runtime reports the bad setting, in the loop

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from .runtime import runtime
+from .supervision import current_owner
 
 
-def run_orchestrator_pass(run_id: str, *, workflow: str) -> None:
-    runtime().engine.run_pass(run_id, workflow)
+def run_orchestrator_pass(run_id: str, *, workflow: str, timer: bool = False) -> None:
+    runtime().engine.run_pass(run_id, workflow, owner=current_owner(), timer=timer)
 
 
 def execute_step(run_id: str, step: str, *, workflow: str, rpc: str) -> None:
-    runtime().executor.execute(run_id, step, workflow=workflow, rpc=rpc)
+    runtime().executor.execute(run_id, step, workflow=workflow, rpc=rpc, owner=current_owner())

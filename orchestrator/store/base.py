@@ -32,6 +32,7 @@ class ClaimRefused(StrEnum):
     FINISHED = "finished"
     MISSING = "missing"
     UNSERVED = "unserved"  # not tried: this process has no definition of the run's workflow
+    ANSWERED = "answered"  # a duplicate message: every request was answered already
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,17 @@ class PassNeeded:
 
     run_id: str
     workflow: str
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """How many items of one kind should have a message waiting in a queue (sweeper input):
+    the pass requests of a workflow (`task` None) or the scheduled steps of one call site."""
+
+    workflow: str
+    task: str | None
+    pending: int
+    overdue: int  # of which waiting longer than the re-drive delay
 
 
 @dataclass(frozen=True)
@@ -123,10 +135,12 @@ class RunStore(ABC):
 
     @abstractmethod
     def claim_run(
-        self, run_id: str, owner: str, now: datetime, lease_until: datetime
+        self, run_id: str, owner: str, now: datetime, lease_until: datetime, *, timer: bool = True
     ) -> PassClaim | ClaimRefused:
         """Take the run's pass lease if free or lapsed (and the run is not finished), mark it
-        running, and load it with its steps."""
+        running, and load it with its steps. Unless the pass was sent by a `timer` (which
+        requests nothing in advance), a run with every request answered is refused as
+        `ANSWERED`: the message was a duplicate, and replaying would find nothing new."""
 
     @abstractmethod
     def commit_pass(
@@ -153,6 +167,11 @@ class RunStore(ABC):
     def renew_run_lease(self, run_id: str, owner: str, lease_until: datetime) -> bool: ...
 
     @abstractmethod
+    def release_run(self, run_id: str, owner: str) -> bool:
+        """Give up `owner`'s pass lease without committing anything (its process died): the
+        run's request stays unanswered, so the next pass message takes it at once."""
+
+    @abstractmethod
     def request_pass(self, run_id: str, now: datetime) -> bool:
         """Record that the run needs a pass (False if missing or finished)."""
 
@@ -171,6 +190,12 @@ class RunStore(ABC):
     ) -> bool: ...
 
     @abstractmethod
+    def release_step(self, run_id: str, name: str, owner: str, now: datetime) -> bool:
+        """Put `owner`'s claimed step back to scheduled (the process running it died), so
+        that its next message claims it at once instead of after the lease; the attempt stays
+        counted. False if `owner` no longer holds it."""
+
+    @abstractmethod
     def retry_step(
         self,
         run_id: str,
@@ -179,9 +204,12 @@ class RunStore(ABC):
         now: datetime,
         error: ErrorInfo,
         retry_at: datetime,
+        *,
+        sent: bool = True,
     ) -> bool:
         """Record a failed attempt and put the step back to scheduled, not to be claimed before
-        `retry_at`. Only the attempt's owner may; False otherwise."""
+        `retry_at`; `sent`: whether a (countdown) message will carry the retry, else the
+        sweeper sends one when it falls due. Only the attempt's owner may; False otherwise."""
 
     @abstractmethod
     def finish_step(
@@ -239,17 +267,35 @@ class RunStore(ABC):
         caller re-publishes them. Only one concurrent caller gets a given step."""
 
     @abstractmethod
+    def backlog(
+        self, now: datetime, older_than: datetime, workflows: Collection[str] | None = None
+    ) -> list[Backlog]:
+        """Per workflow (passes) and per call site (steps): how many items should have a
+        message in a queue, and how many of those have waited since before `older_than`."""
+
+    @abstractmethod
     def stale_scheduled_steps(
         self,
         now: datetime,
         older_than: datetime,
         limit: int = 100,
         workflows: Collection[str] | None = None,
+        tasks: Sequence[str] | None = None,
     ) -> list[StepNeeded]:
-        """Scheduled steps that are due (no retry delay pending) and either last dispatched
-        before `older_than` (the message may never have reached the broker) or not dispatched
-        since their retry delay ended; their dispatch time is bumped to `now` and they are
-        returned."""
+        """Scheduled steps whose message was sent (or fell due) before `older_than` and that
+        nobody has claimed, oldest first, of the given call sites (`tasks`, None: all); their
+        dispatch time is bumped to `now` and they are returned."""
+
+    @abstractmethod
+    def due_retries(
+        self,
+        now: datetime,
+        due_before: datetime,
+        limit: int = 100,
+        workflows: Collection[str] | None = None,
+    ) -> list[StepNeeded]:
+        """Steps whose retry delay (too long for a countdown message) ended before
+        `due_before`: no message carries them; they are marked sent and returned."""
 
     @abstractmethod
     def wake_due_timers(

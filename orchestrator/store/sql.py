@@ -8,14 +8,16 @@ step pins no connection (a lesson from Postgres-backed peers whose run locks lef
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from ..backoff import retrying
 from ..errors import InvalidTransitionError, LeaseLostError, RunExistsError, StoreUnavailableError
 from ..models import ErrorInfo, Run, RunPatch, RunStatus, StepRun, StepStatus
 from ..serialization import dumps, loads
@@ -31,6 +33,46 @@ _TERMINAL = [s.value for s in TERMINAL]
 _UNFINISHED_REMOTE = [StepStatus.SCHEDULED.value, StepStatus.RUNNING.value]
 
 
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def reconnecting(
+    budget: Callable[[SqlStore], float],
+) -> Callable[[Callable[Concatenate[SqlStore, P], T]], Callable[Concatenate[SqlStore, P], T]]:
+    """For the compare-and-sets that are safe to repeat (create, claim, commit of a pass,
+    renew, finish): a dropped connection (a database restart, a failover) is tried again on
+    a fresh one, with backoff, for `budget(store)` seconds, instead of failing the step or
+    pass it belonged to. A repeat after an attempt that did land finds it done: creating
+    finds the run, claiming by the same owner takes it again, finishing is first-write-wins."""
+
+    def decorate(
+        method: Callable[Concatenate[SqlStore, P], T],
+    ) -> Callable[Concatenate[SqlStore, P], T]:
+        @functools.wraps(method)
+        def wrapper(store: SqlStore, /, *args: P.args, **kwargs: P.kwargs) -> T:
+            return retrying(
+                lambda: method(store, *args, **kwargs),
+                retry_on=StoreUnavailableError,
+                budget=budget(store),
+                what=f"{method.__name__} on the run store",
+            )
+
+        return wrapper
+
+    return decorate
+
+
+def _writes(store: SqlStore) -> float:
+    return store.reconnect_for
+
+
+def _renewals(store: SqlStore) -> float:
+    # Short: the heartbeat renews every other lease in the same thread, and tries again at
+    # its next beat anyway.
+    return min(store.reconnect_for, 2.0)
+
+
 def display_url(url: str | sa.URL) -> str:
     """The URL without its password, for messages."""
     return sa.make_url(url).render_as_string(hide_password=True)
@@ -43,6 +85,10 @@ def unavailable(exc: DBAPIError, where: str) -> StoreUnavailableError:
 
 
 class SqlStore(SqlControl, SqlRecovery, RunStore):
+    # How long an idempotent write keeps trying through a dropped connection (seconds): well
+    # inside the step and run leases, which the heartbeat keeps renewing meanwhile.
+    reconnect_for: float = 10.0
+
     def __init__(self, engine: sa.Engine, url: str, *, upgrade: bool = False) -> None:
         """Open the store, checking its schema (`schema.prepare`): `upgrade` lets an older
         schema be migrated in place instead of refused. `url`: as the user gave it, for
@@ -90,6 +136,7 @@ class SqlStore(SqlControl, SqlRecovery, RunStore):
 
     # -- runs ------------------------------------------------------------------------------
 
+    @reconnecting(_writes)
     def create_run(self, run: Run) -> None:
         try:
             with self._write() as conn:
@@ -158,9 +205,13 @@ class SqlStore(SqlControl, SqlRecovery, RunStore):
     def _lease_free(now: datetime) -> sa.ColumnElement[bool]:
         return sa.or_(runs.c.lease_owner.is_(None), runs.c.lease_until < now)
 
+    @reconnecting(_writes)
     def claim_run(
-        self, run_id: str, owner: str, now: datetime, lease_until: datetime
+        self, run_id: str, owner: str, now: datetime, lease_until: datetime, *, timer: bool = True
     ) -> PassClaim | ClaimRefused:
+        # The same owner again: a retried claim whose first try landed.
+        takeable = sa.or_(self._lease_free(now), runs.c.lease_owner == owner)
+        wanted = (takeable,) if timer else (takeable, runs.c.requested > runs.c.done)
         with self._write() as conn:
             row = (
                 conn.execute(
@@ -168,14 +219,14 @@ class SqlStore(SqlControl, SqlRecovery, RunStore):
                     .where(
                         runs.c.id == run_id,
                         runs.c.status.in_([s.value for s in claimable()]),
-                        self._lease_free(now),
+                        *wanted,
                     )
                     .values(
                         lease_owner=owner,
                         lease_until=lease_until,
                         # A pass always answers a request: if none is outstanding (a timer's
-                        # message, a duplicate), it makes one, so that if this pass dies the
-                        # sweeper sees the run as needing a pass once the lease lapses.
+                        # message), it makes one, so that if this pass dies the sweeper sees
+                        # the run as needing a pass once the lease lapses.
                         requested=sa.case(
                             (runs.c.requested == runs.c.done, runs.c.requested + 1),
                             else_=runs.c.requested,
@@ -192,13 +243,24 @@ class SqlStore(SqlControl, SqlRecovery, RunStore):
                 .first()
             )
             if row is None:
-                status = self._status_of(conn, run_id)
-                if status is None:
-                    return ClaimRefused.MISSING
-                return ClaimRefused.BUSY if status in claimable() else ClaimRefused.FINISHED
+                return self._claim_refused(conn, run_id, now)
             step_rows = self._step_rows(conn, run_id)
         return PassClaim(run_from_row(row, step_rows), row["requested"])
 
+    def _claim_refused(self, conn: sa.Connection, run_id: str, now: datetime) -> ClaimRefused:
+        """Why a claim matched nothing: one read of the run."""
+        row = conn.execute(
+            sa.select(runs.c.status, runs.c.requested, runs.c.done, self._lease_free(now)).where(
+                runs.c.id == run_id
+            )
+        ).first()
+        if row is None:
+            return ClaimRefused.MISSING
+        if RunStatus(row[0]) not in claimable():
+            return ClaimRefused.FINISHED
+        return ClaimRefused.ANSWERED if row[1] == row[2] and row[3] else ClaimRefused.BUSY
+
+    @reconnecting(_writes)
     def commit_pass(
         self,
         run_id: str,
@@ -337,6 +399,7 @@ class SqlStore(SqlControl, SqlRecovery, RunStore):
             raise LeaseLostError(f"run {run_id!r} is no longer held by this pass")
         raise InvalidTransitionError(row.status, patch.status.value)
 
+    @reconnecting(_renewals)
     def renew_run_lease(self, run_id: str, owner: str, lease_until: datetime) -> bool:
         with self._write() as conn:
             return bool(
@@ -344,6 +407,17 @@ class SqlStore(SqlControl, SqlRecovery, RunStore):
                     runs.update()
                     .where(runs.c.id == run_id, runs.c.lease_owner == owner)
                     .values(lease_until=lease_until)
+                ).rowcount
+            )
+
+    @reconnecting(_writes)
+    def release_run(self, run_id: str, owner: str) -> bool:
+        with self._write() as conn:
+            return bool(
+                conn.execute(
+                    runs.update()
+                    .where(runs.c.id == run_id, runs.c.lease_owner == owner)
+                    .values(lease_owner=None, lease_until=None)
                 ).rowcount
             )
 
@@ -362,10 +436,17 @@ class SqlStore(SqlControl, SqlRecovery, RunStore):
 
     # -- steps -----------------------------------------------------------------------------
 
+    @reconnecting(_writes)
     def claim_step(
         self, run_id: str, name: str, owner: str, now: datetime, lease_until: datetime
     ) -> StepRun | None:
-        run_active = sa.exists().where(runs.c.id == run_id, runs.c.status.notin_(_TERMINAL))
+        # A step of a finished run, or of one being cancelled, is never started: the cancel
+        # pass ends the run, and step messages still queued become no-ops.
+        run_active = sa.exists().where(
+            runs.c.id == run_id, runs.c.status.notin_(_TERMINAL), runs.c.cancel_requested.is_(None)
+        )
+        running = steps.c.status == StepStatus.RUNNING.value
+        again = sa.and_(running, steps.c.lease_owner == owner)  # a retried claim that landed
         with self._write() as conn:
             row = (
                 conn.execute(
@@ -375,10 +456,8 @@ class SqlStore(SqlControl, SqlRecovery, RunStore):
                         steps.c.name == name,
                         sa.or_(
                             steps.c.status == StepStatus.SCHEDULED.value,
-                            sa.and_(
-                                steps.c.status == StepStatus.RUNNING.value,
-                                steps.c.lease_until < now,
-                            ),
+                            sa.and_(running, steps.c.lease_until < now),
+                            again,
                         ),
                         # A retry is not taken before its delay ends.
                         sa.or_(steps.c.wake_at.is_(None), steps.c.wake_at <= now),
@@ -386,7 +465,7 @@ class SqlStore(SqlControl, SqlRecovery, RunStore):
                     )
                     .values(
                         status=StepStatus.RUNNING.value,
-                        attempts=steps.c.attempts + 1,
+                        attempts=sa.case((again, steps.c.attempts), else_=steps.c.attempts + 1),
                         started_at=now,
                         lease_owner=owner,
                         lease_until=lease_until,
@@ -398,6 +477,7 @@ class SqlStore(SqlControl, SqlRecovery, RunStore):
             )
         return step_from_row(row) if row else None
 
+    @reconnecting(_renewals)
     def renew_step_lease(self, run_id: str, name: str, owner: str, lease_until: datetime) -> bool:
         with self._write() as conn:
             return bool(
@@ -410,6 +490,27 @@ class SqlStore(SqlControl, SqlRecovery, RunStore):
                         steps.c.status == StepStatus.RUNNING.value,
                     )
                     .values(lease_until=lease_until)
+                ).rowcount
+            )
+
+    @reconnecting(_writes)
+    def release_step(self, run_id: str, name: str, owner: str, now: datetime) -> bool:
+        with self._write() as conn:
+            return bool(
+                conn.execute(
+                    steps.update()
+                    .where(
+                        steps.c.run_id == run_id,
+                        steps.c.name == name,
+                        steps.c.status == StepStatus.RUNNING.value,
+                        steps.c.lease_owner == owner,
+                    )
+                    .values(
+                        status=StepStatus.SCHEDULED.value,
+                        lease_owner=None,
+                        lease_until=None,
+                        dispatched_at=now,
+                    )
                 ).rowcount
             )
 
@@ -427,6 +528,8 @@ class SqlStore(SqlControl, SqlRecovery, RunStore):
         now: datetime,
         error: ErrorInfo,
         retry_at: datetime,
+        *,
+        sent: bool = True,
     ) -> bool:
         with self._write() as conn:
             return bool(
@@ -444,11 +547,13 @@ class SqlStore(SqlControl, SqlRecovery, RunStore):
                         wake_at=retry_at,
                         lease_owner=None,
                         lease_until=None,
-                        dispatched_at=now,
+                        # No message at all for a long delay: the sweeper sends one when due.
+                        dispatched_at=now if sent else None,
                     )
                 ).rowcount
             )
 
+    @reconnecting(_writes)
     def finish_step(
         self,
         run_id: str,

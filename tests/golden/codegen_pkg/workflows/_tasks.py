@@ -10,8 +10,8 @@ from . import _generated  # noqa: F401  (registers the definitions and installs 
 
 
 @app.task(name="wf.onboarding.orchestrator")
-def onboarding__orchestrator(run_id: str) -> None:
-    run_orchestrator_pass(run_id, workflow="onboarding")
+def onboarding__orchestrator(run_id: str, timer: bool = False) -> None:
+    run_orchestrator_pass(run_id, workflow="onboarding", timer=timer)
 
 
 @app.task(name="wf.onboarding.createUser")
@@ -30,8 +30,8 @@ def onboarding__seat__i_(run_id: str, step: str) -> None:
 
 
 @app.task(name="wf.order.orchestrator")
-def order__orchestrator(run_id: str) -> None:
-    run_orchestrator_pass(run_id, workflow="order")
+def order__orchestrator(run_id: str, timer: bool = False) -> None:
+    run_orchestrator_pass(run_id, workflow="order", timer=timer)
 
 
 @app.task(name="wf.order.charge[{index}]")
@@ -55,8 +55,8 @@ def order__audit__n___item__sku___(run_id: str, step: str) -> None:
 
 
 @app.task(name="wf.order.refund.orchestrator")
-def order_refund__orchestrator(run_id: str) -> None:
-    run_orchestrator_pass(run_id, workflow="order.refund")
+def order_refund__orchestrator(run_id: str, timer: bool = False) -> None:
+    run_orchestrator_pass(run_id, workflow="order.refund", timer=timer)
 
 
 @app.task(name="wf.order.refund.refundCharge")

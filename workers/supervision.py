@@ -1,0 +1,79 @@
+"""When a pool child dies holding a workflow task, its worker's main process knows at once
+(Celery's `WorkerLostError`): it releases the lease the child held, so the requeued message
+(`task_reject_on_worker_lost`) runs the step or pass again right away instead of after the
+lease (30 s for a step). Only a whole worker dying, main process included, waits out the
+lease.
+
+The child and its supervisor agree on the lease owner without talking: it is the task's
+delivery id and the child's pid (`attempt_owner`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from billiard.exceptions import WorkerLostError
+from celery import Task, current_task
+from celery.worker.request import Request
+
+from orchestrator.clock import utcnow
+
+log = logging.getLogger(__name__)
+
+
+def attempt_owner(task_id: str, pid: int) -> str:
+    """The lease owner of one delivery of a task in one process: a redelivery to another
+    process is another owner, so two deliveries never share a claim."""
+    return f"{task_id}@{pid}"
+
+
+def current_owner() -> str | None:
+    """The lease owner for the task this pool process is running (None outside a task)."""
+    task = current_task
+    task_id = task.request.id if task is not None else None
+    return attempt_owner(task_id, os.getpid()) if task_id else None
+
+
+class WorkflowRequest(Request):
+    def on_failure(
+        self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False
+    ) -> None:
+        exc = getattr(exc_info, "exception", None)
+        exc = getattr(exc, "exc", exc)  # unwrap ExceptionWithTraceback
+        if isinstance(exc, WorkerLostError) and self.worker_pid:
+            release_lost(
+                self.task.name, list(self.args), attempt_owner(self.id, int(self.worker_pid))
+            )
+        super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
+
+
+class WorkflowTask(Task[..., Any]):
+    """The base of every task of the workflows app."""
+
+    Request = "workers.supervision:WorkflowRequest"
+
+
+def release_lost(task: str, args: list[Any], owner: str) -> None:
+    """Release what the dead child held: a step (args run_id, step) or a pass (run_id)."""
+    from .runtime import runtime
+
+    try:
+        store = runtime().store
+        if task.endswith(".orchestrator") and len(args) == 1:
+            released = store.release_run(args[0], owner)
+            what = f"pass of run {args[0]}"
+        elif len(args) == 2:
+            released = store.release_step(args[0], args[1], owner, utcnow())
+            what = f"step {args[1]!r} of run {args[0]}"
+        else:
+            return
+    except Exception as exc:  # the lease still lapses: recovery is only slower
+        log.warning("releasing the lease of a lost %s failed: %s", task, exc)
+        return
+    if released:
+        log.warning(
+            "the process running the %s died; released it to run again now", what,
+            extra={"run_id": args[0]},
+        )  # fmt: skip
