@@ -80,7 +80,7 @@ class HeartbeatKeeper:
             leases = list(self._held.items())
         for key, held in leases:
             with self._lock:
-                if self._held.get(key) is not held or held.released:
+                if self._held.get(key) is not held:
                     continue  # given up since the round began: nothing to renew
             try:
                 renewed = held.renew()

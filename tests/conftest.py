@@ -9,9 +9,10 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from harness import REPO, import_fixture
+from harness import REPO, import_fixture, prebuild_fixture
 
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
@@ -79,6 +80,16 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 @pytest.fixture(scope="session")
 def engineflows(tmp_path_factory: pytest.TempPathFactory) -> object:
     return import_fixture("engineflows", tmp_path_factory.mktemp("engineflows"))
+
+
+@pytest.fixture(scope="session")
+def chaos_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fault-injection workflows (every RPC writes a side-effect ledger), prebuilt."""
+    root = prebuild_fixture("chaosflows", tmp_path_factory.mktemp("chaos"))
+    sys.path.insert(0, str(root))
+    import chaosflows  # noqa: F401
+
+    return root
 
 
 @pytest.fixture

@@ -7,62 +7,31 @@ import json
 import subprocess
 import sys
 import time
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import REPO, WorkerProcess, prebuild, prebuild_fixture, worker_env
+from harness import (
+    FAST_RECOVERY,
+    REPO,
+    Cluster,
+    WorkerProcess,
+    ledger,
+    prebuild,
+    prebuild_fixture,
+    wait_for,
+    worker_env,
+)
 
 from orchestrator.client import WorkflowClient
 from orchestrator.config import Settings
 from orchestrator.dispatch import PassDispatch
 from orchestrator.manifest import installed
 from orchestrator.models import RunStatus, StepStatus
-from orchestrator.store import RunStore
-from workers.app import create_app
-from workers.dispatch import CeleryDispatcher
 from workers.routing import manifest_queues
 
 pytestmark = pytest.mark.integration
-
-# Short leases and sweeps, so that recovery is observable in seconds.
-FAST_RECOVERY = {
-    "WORKFLOW_STEP_LEASE": "3s",
-    "WORKFLOW_RUN_LEASE": "5s",
-    "WORKFLOW_SWEEP_INTERVAL": "1s",
-    "WORKFLOW_REDRIVE_AFTER": "5s",
-}
-
-
-class Cluster:
-    """Workers plus a client for one test, all pointed at the same broker and store."""
-
-    def __init__(self, tmp: Path, env: dict[str, str]) -> None:
-        self.tmp = tmp
-        self.env = env
-        settings = Settings.from_env(env)
-        self.store = RunStore.from_settings(settings)
-        # Like a web app: publishes by task name, without importing any generated tasks.
-        self.client = WorkflowClient(self.store, CeleryDispatcher(settings, create_app(settings)))
-        self.workers: list[WorkerProcess] = []
-
-    def worker(self, **kwargs: Any) -> WorkerProcess:
-        name = f"w{len(self.workers)}"
-        log = self.tmp / f"{name}.log"
-        worker = WorkerProcess(self.env, log, name=name, cwd=REPO, **kwargs).start()
-        self.workers.append(worker)
-        return worker
-
-    def logs(self) -> str:
-        return "\n".join(w.log.read_text(errors="replace")[-4000:] for w in self.workers)
-
-    def close(self) -> None:
-        for w in self.workers:  # no warm shutdown needed: the test is over
-            if w.proc is not None and w.proc.poll() is None:
-                w.kill()
-        self.store.close()
 
 
 @pytest.fixture(params=["redis+postgres", "rabbitmq+postgres", "embedded"])
@@ -93,15 +62,6 @@ def examples(services_env: dict[str, str], tmp_path: Path) -> Iterator[Cluster]:
     cluster.close()
 
 
-@pytest.fixture(scope="module")
-def chaos_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = prebuild_fixture("chaosflows", tmp_path_factory.mktemp("chaos"))
-    sys.path.insert(0, str(root))
-    import chaosflows  # noqa: F401
-
-    return root
-
-
 @pytest.fixture
 def chaos(services_env: dict[str, str], chaos_root: Path, tmp_path: Path) -> Iterator[Cluster]:
     env = {
@@ -128,19 +88,6 @@ def purge_rabbitmq(url: str) -> None:
                 channel.queue_purge(queue)
             except NotFound:  # never declared; the error closed the channel
                 channel = conn.channel()
-
-
-def ledger(cluster: Cluster) -> Counter[tuple[str, str]]:
-    path = Path(cluster.env["CHAOS_LEDGER"])
-    lines = path.read_text().splitlines() if path.exists() else []
-    return Counter((line.split()[1], line.split()[2]) for line in lines)
-
-
-def wait_for(cluster: Cluster, run_id: str, timeout: float = 60) -> Any:
-    try:
-        return cluster.client.wait_for_run(run_id, timeout=timeout)
-    except TimeoutError:
-        pytest.fail(f"run did not finish; worker logs:\n{cluster.logs()}")
 
 
 def test_examples_end_to_end(examples: Cluster) -> None:

@@ -39,6 +39,9 @@ def create_app(settings: Settings | None = None) -> Celery:
         # one message at a time so a crash strands at most one. Tasks are idempotent.
         task_acks_late=True,
         task_reject_on_worker_lost=True,
+        # How long the pool waits for a dead child's result before declaring it lost (10 s by
+        # default): there are no results here, and the lease it held is released then.
+        worker_lost_wait=1.0,
         worker_prefetch_multiplier=1,
         # Results live in the run store, not in a Celery result backend.
         task_ignore_result=True,

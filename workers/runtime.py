@@ -96,7 +96,10 @@ def _build(settings: Settings) -> Runtime:
 
 
 def sweep_forever(
-    stop: threading.Event, build: Callable[[], Runtime] = runtime, interval: float | None = None
+    stop: threading.Event,
+    build: Callable[[], Runtime] = runtime,
+    interval: float | None = None,
+    first_retry: float = 1.0,
 ) -> None:
     """The sweeper loop a worker runs in a thread of its main process. It survives anything:
     a store that cannot be reached when the worker starts (building the runtime connects) or
@@ -110,7 +113,7 @@ def sweep_forever(
             current.sweeper.sweep_once()
         except Exception as exc:
             failures += 1
-            delay = backoff_delay(failures, initial=1.0, cap=60.0)
+            delay = backoff_delay(failures, initial=first_retry, cap=60.0)
             log.warning("sweep failed (%s: %s); next try in %.0fs", type(exc).__name__, exc, delay)
             log.debug("sweep failure", exc_info=True)
         else:

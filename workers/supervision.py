@@ -1,21 +1,31 @@
-"""When a pool child dies holding a workflow task, its worker's main process knows at once
-(Celery's `WorkerLostError`): it releases the lease the child held, so the requeued message
+"""A worker's main process and its pool children.
+
+When a pool child dies holding a workflow task, the main process knows at once (Celery's
+`WorkerLostError`): it releases the lease the child held, so the requeued message
 (`task_reject_on_worker_lost`) runs the step or pass again right away instead of after the
 lease (30 s for a step). Only a whole worker dying, main process included, waits out the
-lease.
+lease. The child and its supervisor agree on the lease owner without talking: it is the
+task's delivery id and the child's pid (`attempt_owner`).
 
-The child and its supervisor agree on the lease owner without talking: it is the task's
-delivery id and the child's pid (`attempt_owner`).
+SIGTERM sent to the whole process group (systemd's default KillMode, `kill -TERM -PGID`)
+reaches the children too. Killed by it mid-write, a child can die holding the lock of a
+queue the main process needs to shut the pool down, and the worker then never exits
+(billiard guards only its own exit path against this). So a child ignores a SIGTERM while
+its worker is running or in a warm shutdown, which stops it in order anyway; in a cold
+shutdown, or once its main process is gone, SIGTERM kills it as before.
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
+import signal
+from types import FrameType
 from typing import Any
 
 from billiard.exceptions import WorkerLostError
-from celery import Task, current_task
+from celery import Task, current_task, signals
 from celery.worker.request import Request
 
 from orchestrator.clock import utcnow
@@ -77,3 +87,29 @@ def release_lost(task: str, args: list[Any], owner: str) -> None:
             "the process running the %s died; released it to run again now", what,
             extra={"run_id": args[0]},
         )  # fmt: skip
+
+
+# Set by the main process when it begins a cold shutdown; read by its children (shared
+# memory, created before the pool forks).
+_cold = multiprocessing.RawValue("b", 0)
+_main_pid = os.getpid()
+
+
+@signals.worker_shutting_down.connect
+def _note_shutdown(how: str = "", **_: Any) -> None:
+    if how == "Cold":
+        _cold.value = 1
+
+
+@signals.worker_process_init.connect
+def _guard_children_against_group_sigterm(**_: Any) -> None:
+    global _main_pid
+    _main_pid = os.getppid()
+    signal.signal(signal.SIGTERM, _child_sigterm)
+
+
+def _child_sigterm(signum: int, frame: FrameType | None) -> None:
+    if _cold.value or os.getppid() != _main_pid:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+    # Otherwise: the main process got the same signal and stops this child in order.
