@@ -376,3 +376,23 @@ def test_a_loaded_worker_stops_when_its_process_group_gets_sigterm(
     finally:
         cluster.close()
     print(f"worker exited {took:.1f}s after SIGTERM to its process group")
+
+
+@pytest.mark.integration
+def test_a_cold_shutdown_still_ends_a_long_step_at_once(chaos_root: Path, tmp_path: Path) -> None:
+    """Children ignore SIGTERM outside a cold shutdown (above); in one, the pool's SIGTERM
+    still ends a step that would run 30 s more."""
+    env = chaos_env(chaos_root, tmp_path)
+    cluster = Cluster(tmp_path, env)
+    try:
+        worker = cluster.worker(concurrency=2)
+        cluster.client.start("chain", {"steps": 2, "slow_step": 0, "slow_seconds": 30})
+        wait_until(lambda: ledger_lines(env["CHAOS_LEDGER"]) != [], 30, "the slow step")
+        assert worker.proc is not None
+        stopping = time.monotonic()
+        worker.proc.send_signal(signal.SIGQUIT)
+        worker.proc.wait(timeout=20)
+        took = time.monotonic() - stopping
+    finally:
+        cluster.close()
+    assert took < 15

@@ -8,11 +8,11 @@ lease. The child and its supervisor agree on the lease owner without talking: it
 task's delivery id and the child's pid (`attempt_owner`).
 
 SIGTERM sent to the whole process group (systemd's default KillMode, `kill -TERM -PGID`)
-reaches the children too. Killed by it mid-write, a child can die holding the lock of a
-queue the main process needs to shut the pool down, and the worker then never exits
-(billiard guards only its own exit path against this). So a child ignores a SIGTERM while
-its worker is running or in a warm shutdown, which stops it in order anyway; in a cold
-shutdown, or once its main process is gone, SIGTERM kills it as before.
+reaches the children too. Ended by it mid-write, a child can leave a queue the main process
+needs to shut the pool down locked, and the worker then never exits. So pool children
+ignore SIGTERM, as Celery already has them ignore SIGINT (a terminal's Ctrl-C reaches the
+whole group too), except in a cold shutdown: in a warm one, the main process stops them in
+order. Revoking a task with `terminate=True` therefore needs `signal="SIGKILL"` here.
 """
 
 from __future__ import annotations
@@ -89,27 +89,48 @@ def release_lost(task: str, args: list[Any], owner: str) -> None:
         )  # fmt: skip
 
 
-# Set by the main process when it begins a cold shutdown; read by its children (shared
-# memory, created before the pool forks).
+
+
+# Set by the main process when it begins a cold shutdown, read by its children: shared
+# memory, made before the pool forks.
 _cold = multiprocessing.RawValue("b", 0)
-_main_pid = os.getpid()
+_handler_installed = False
 
 
-@signals.worker_shutting_down.connect
-def _note_shutdown(how: str = "", **_: Any) -> None:
-    if how == "Cold":
+@signals.worker_ready.connect
+def _note_cold_shutdown(**_: Any) -> None:
+    # Celery's cold shutdown (SIGQUIT) terminates the pool before it announces itself, so
+    # the flag is raised first thing by wrapping its handler.
+    celery_handler = signal.getsignal(signal.SIGQUIT)
+
+    def cold(signum: int, frame: FrameType | None) -> None:
         _cold.value = 1
+        if callable(celery_handler):
+            celery_handler(signum, frame)
+
+    signal.signal(signal.SIGQUIT, cold)
 
 
 @signals.worker_process_init.connect
-def _guard_children_against_group_sigterm(**_: Any) -> None:
-    global _main_pid
-    _main_pid = os.getppid()
-    signal.signal(signal.SIGTERM, _child_sigterm)
+def _ignore_sigterm_in_children(**_: Any) -> None:
+    # SIG_IGN for now: billiard replaces any handler with its own exit right after this
+    # signal, and only leaves an ignored SIGTERM alone.
+    global _handler_installed
+    _handler_installed = False
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+@signals.task_prerun.connect
+def _sigterm_ends_a_child_only_in_a_cold_shutdown(**_: Any) -> None:
+    # A busy child must still die when a cold shutdown terminates the pool (an idle one
+    # leaves when the pool closes its pipes).
+    global _handler_installed
+    if not _handler_installed:
+        signal.signal(signal.SIGTERM, _child_sigterm)
+        _handler_installed = True
 
 
 def _child_sigterm(signum: int, frame: FrameType | None) -> None:
-    if _cold.value or os.getppid() != _main_pid:
+    if _cold.value:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGTERM)
-    # Otherwise: the main process got the same signal and stops this child in order.
