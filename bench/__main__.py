@@ -56,6 +56,17 @@ def prebuild() -> None:
     )  # fmt: skip
 
 
+def add_service_options(parser: argparse.ArgumentParser) -> None:
+    """--redis and --postgres (BENCH_REDIS_URL, BENCH_POSTGRES_URL): the servers benched on."""
+    parser.add_argument(
+        "--redis", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
+    )
+    parser.add_argument(
+        "--postgres",
+        default=os.environ.get("BENCH_POSTGRES_URL", "postgresql://127.0.0.1:5432/test"),
+    )
+
+
 def fresh_schema(base: str) -> str:
     schema = f"bench_{uuid.uuid4().hex[:8]}"
     engine = sa.create_engine(base.replace("postgresql://", "postgresql+psycopg://"))
@@ -121,13 +132,7 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=50, help="concurrent runs for throughput")
     parser.add_argument("--concurrency", type=int, default=2, help="worker processes")
     parser.add_argument("--groupings", default="step,workflow,shared")
-    parser.add_argument(
-        "--redis", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
-    )
-    parser.add_argument(
-        "--postgres",
-        default=os.environ.get("BENCH_POSTGRES_URL", "postgresql://127.0.0.1:5432/test"),
-    )
+    add_service_options(parser)
     args = parser.parse_args()
 
     prebuild()

@@ -19,7 +19,7 @@ from pathlib import Path
 import redis
 import sqlalchemy as sa
 
-from bench.__main__ import HERE, REPO, fresh_schema, prebuild
+from bench.__main__ import HERE, REPO, add_service_options, fresh_schema, prebuild
 
 
 class DroppingDispatcher:
@@ -34,13 +34,7 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--redrive-after", default="5s")
     parser.add_argument("--sweep-interval", default="1s")
-    parser.add_argument(
-        "--redis", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
-    )
-    parser.add_argument(
-        "--postgres",
-        default=os.environ.get("BENCH_POSTGRES_URL", "postgresql://127.0.0.1:5432/test"),
-    )
+    add_service_options(parser)
     args = parser.parse_args()
 
     prebuild()

@@ -493,26 +493,28 @@ class SqlStore(SqlControl, SqlRecovery, RunStore):
                 ).rowcount
             )
 
+    @staticmethod
+    def _put_back(conn: sa.Connection, run_id: str, name: str, owner: str, **values: Any) -> bool:
+        """`owner`'s running step back to scheduled (with `values`); False if not its own."""
+        return bool(
+            conn.execute(
+                steps.update()
+                .where(
+                    steps.c.run_id == run_id,
+                    steps.c.name == name,
+                    steps.c.status == StepStatus.RUNNING.value,
+                    steps.c.lease_owner == owner,
+                )
+                .values(
+                    status=StepStatus.SCHEDULED.value, lease_owner=None, lease_until=None, **values
+                )
+            ).rowcount
+        )
+
     @reconnecting(_writes)
     def release_step(self, run_id: str, name: str, owner: str, now: datetime) -> bool:
         with self._write() as conn:
-            return bool(
-                conn.execute(
-                    steps.update()
-                    .where(
-                        steps.c.run_id == run_id,
-                        steps.c.name == name,
-                        steps.c.status == StepStatus.RUNNING.value,
-                        steps.c.lease_owner == owner,
-                    )
-                    .values(
-                        status=StepStatus.SCHEDULED.value,
-                        lease_owner=None,
-                        lease_until=None,
-                        dispatched_at=now,
-                    )
-                ).rowcount
-            )
+            return self._put_back(conn, run_id, name, owner, dispatched_at=now)
 
     def _errors_with(self, conn: sa.Connection, run_id: str, name: str, error: ErrorInfo) -> str:
         current = conn.execute(
@@ -532,26 +534,13 @@ class SqlStore(SqlControl, SqlRecovery, RunStore):
         sent: bool = True,
     ) -> bool:
         with self._write() as conn:
-            return bool(
-                conn.execute(
-                    steps.update()
-                    .where(
-                        steps.c.run_id == run_id,
-                        steps.c.name == name,
-                        steps.c.status == StepStatus.RUNNING.value,
-                        steps.c.lease_owner == owner,
-                    )
-                    .values(
-                        status=StepStatus.SCHEDULED.value,
-                        errors=self._errors_with(conn, run_id, name, error),
-                        wake_at=retry_at,
-                        lease_owner=None,
-                        lease_until=None,
-                        # No message at all for a long delay: the sweeper sends one when due.
-                        dispatched_at=now if sent else None,
-                    )
-                ).rowcount
-            )
+            return self._put_back(
+                conn, run_id, name, owner,
+                errors=self._errors_with(conn, run_id, name, error),
+                wake_at=retry_at,
+                # No message at all for a long delay: the sweeper sends one when due.
+                dispatched_at=now if sent else None,
+            )  # fmt: skip
 
     @reconnecting(_writes)
     def finish_step(
