@@ -89,8 +89,6 @@ def release_lost(task: str, args: list[Any], owner: str) -> None:
         )  # fmt: skip
 
 
-
-
 # Set by the main process when it begins a cold shutdown, read by its children: shared
 # memory, made before the pool forks.
 _cold = multiprocessing.RawValue("b", 0)
