@@ -34,6 +34,9 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--redrive-after", default="5s")
     parser.add_argument("--sweep-interval", default="1s")
+    # Off: every step and pass through the broker, the most messages queued (eager execution
+    # keeps a sequential run's messages in one process).
+    parser.add_argument("--eager", choices=["on", "off"], default="off")
     add_service_options(parser)
     args = parser.parse_args()
 
@@ -61,6 +64,7 @@ def main() -> int:
         "WORKFLOW_HOME": str(logs),
         "WORKFLOW_REDRIVE_AFTER": args.redrive_after,
         "WORKFLOW_SWEEP_INTERVAL": args.sweep_interval,
+        "WORKFLOW_EAGER": args.eager,
     }
     settings = Settings.from_env(env)
     store = RunStore.from_settings(settings)

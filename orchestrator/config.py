@@ -18,6 +18,8 @@ QueueGrouping = Literal["step", "workflow", "shared"]
 _GROUPINGS: tuple[QueueGrouping, ...] = ("step", "workflow", "shared")
 
 DEFAULT_PACKAGE = "workflows"
+_SWITCH = {"on": True, "1": True, "true": True, "yes": True,
+           "off": False, "0": False, "false": False, "no": False}  # fmt: skip
 
 
 def check_package_name(name: str, source: str = "WORKFLOW_PACKAGE") -> str:
@@ -50,6 +52,9 @@ class Settings:
     max_countdown: timedelta
     broker_poll_interval: float
     dispatcher: str
+    eager: bool
+    eager_steps: int
+    eager_time: timedelta
 
     @property
     def embedded_database(self) -> bool:
@@ -85,6 +90,15 @@ class Settings:
             poll = float(env.get("WORKFLOW_BROKER_POLL_INTERVAL", "0.02"))
         except ValueError:
             raise ConfigurationError("WORKFLOW_BROKER_POLL_INTERVAL must be seconds") from None
+        eager = env.get("WORKFLOW_EAGER", "on").strip().lower()
+        if eager not in _SWITCH:
+            raise ConfigurationError(f"WORKFLOW_EAGER must be on or off, not {eager!r}")
+        try:
+            eager_steps = int(env.get("WORKFLOW_EAGER_STEPS", "20"))
+        except ValueError:
+            eager_steps = -1
+        if eager_steps < 1:
+            raise ConfigurationError("WORKFLOW_EAGER_STEPS must be a whole number, at least 1")
         return cls(
             home=home,
             database_url=env.get("WORKFLOW_DATABASE_URL") or cls.default_database_url(home),
@@ -99,4 +113,7 @@ class Settings:
             max_countdown=duration("WORKFLOW_MAX_COUNTDOWN", "5m"),
             broker_poll_interval=poll,
             dispatcher=env.get("WORKFLOW_DISPATCHER", "workers.dispatch:CeleryDispatcher"),
+            eager=_SWITCH[eager],
+            eager_steps=eager_steps,
+            eager_time=duration("WORKFLOW_EAGER_TIME", "200ms"),
         )

@@ -32,6 +32,7 @@ from .retry import StepPolicy
 from .serialization import model_dump, to_jsonable
 
 _PENDING = object()  # an inline step waiting out its retry delay
+_OPTIONS = frozenset({"retry", "timeout", "on_error"})
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,14 @@ class WorkflowContext:
         else with no arguments). Options: `retry=RetryPolicy(...)`, `timeout=` (per attempt),
         `on_error="fail"|"continue"`. A failed step raises `StepFailedError`.
         """
+        self._guard()
+        kind = StepKind.REMOTE if isinstance(target, str | RpcFunction) else StepKind.INLINE
+        on_error = options.get("on_error", "fail")
+        plain = options.keys() <= _OPTIONS and on_error in ("fail", "continue")
+        done = self._positions.replayed(step_name, kind) if plain else None
+        if done is not None:  # replaying a finished step: its recorded outcome
+            self.current_step = done.name
+            return None if on_error == "continue" and done.error else outcome(done, None)
         return self._settle([self.step(step_name, target, data, **options)], fail_fast=True)[0]
 
     def step(

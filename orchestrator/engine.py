@@ -6,13 +6,15 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from .clock import Clock, utcnow
 from .context import WorkflowContext
 from .definitions import REGISTRY, Registry, WorkflowDefinition
-from .dispatch import Dispatch, Dispatcher, PassDispatch
+from .dispatch import Dispatch, Dispatcher, PassDispatch, StepDispatch
+from .eager import ClaimedStep, EagerDispatcher
 from .errors import (
     InvalidTransitionError,
     PassAborted,
@@ -22,9 +24,10 @@ from .errors import (
     WorkflowCancelled,
     WorkflowError,
 )
+from .history import HistoryCache
 from .leases import LeaseKeeper, NoLeaseKeeper
 from .manifest import WorkflowManifest
-from .models import ErrorInfo, Run, RunPatch, RunStatus, StepRun
+from .models import ErrorInfo, Run, RunPatch, RunStatus, StepRun, StepStatus
 from .replay import PassState
 from .serialization import model_dump, to_jsonable
 from .states import TERMINAL
@@ -58,6 +61,12 @@ def child_run_id(parent_run_id: str, step: str) -> str:
     return uuid.uuid5(uuid.NAMESPACE_URL, f"wf-child:{parent_run_id}/{step}").hex
 
 
+@dataclass(frozen=True)
+class _Eager:
+    message: StepDispatch
+    step: StepRun
+
+
 class Engine:
     def __init__(
         self,
@@ -69,9 +78,15 @@ class Engine:
         run_lease: timedelta = timedelta(seconds=60),
         max_countdown: timedelta = timedelta(minutes=5),
         keeper: LeaseKeeper | None = None,
+        eager: EagerDispatcher | None = None,
+        step_lease: timedelta = timedelta(seconds=30),
     ) -> None:
         self.store = store
         self.dispatcher = dispatcher
+        # Eager execution (orchestrator.eager): `dispatcher` is this same object then.
+        self.eager = eager
+        self.step_lease = step_lease
+        self.history = HistoryCache()
         self.registry = registry
         self.clock = clock
         self.run_lease = run_lease
@@ -112,22 +127,42 @@ class Engine:
         if isinstance(claim, ClaimRefused):
             log.debug("pass of run %s skipped: %s", run_id, claim.value)
             return claim
+        return self.continue_pass(claim, owner)
+
+    def continue_pass(
+        self, claim: PassClaim, owner: str, recorded: StepRun | None = None
+    ) -> RunStatus:
+        """Replay a run `owner` has claimed, commit what the pass decided, and send (or, with
+        eager execution, keep here) what comes next. `recorded`: the step whose outcome the
+        claim answers, if this process recorded it (orchestrator.history)."""
+        if not claim.history_loaded:
+            claim = self._with_history(claim, recorded)
+        run = claim.run
+        run_id = run.id
 
         def renew() -> bool:
             return self.store.renew_run_lease(run_id, owner, self.clock() + self.run_lease)
 
-        run = claim.run
         with self.keeper.hold(renew, f"the pass lease on run {run_id}") as held:
             patch, state = self._replay(claim, owner)
             held.finishing()  # this commit gives the lease up
             now = self.clock()
+            messages = [m for m in state.dispatches if self._keep(m, now)] if state else []
+            eager = self._eager_step(messages, state, now, owner)
+            self.history.forget(run_id)  # until this pass has committed
             answered = self.store.commit_pass(
                 run_id, owner, now, now + self.run_lease,
                 state.writes if state else [], patch, release=claim.requested,
                 children=state.children if state else [],
                 consumed=state.consumed if state else [],
+                claimed=(eager.step.name, owner, now + self.step_lease) if eager else None,
             )  # fmt: skip
-        messages = [m for m in state.dispatches if self._keep(m, now)] if state else []
+        if answered and state is not None and patch.status not in TERMINAL and self.eager:
+            self.history.remember(run_id, claim.requested, state.steps)
+        if eager is not None:
+            assert self.eager is not None
+            messages.remove(eager.message)
+            self.eager.keep(ClaimedStep(eager.step, run.workflow, owner))
         if patch.status in TERMINAL:
             if run.parent_run_id and run.parent_workflow:
                 messages.append(PassDispatch(run.parent_run_id, run.parent_workflow))
@@ -136,6 +171,35 @@ class Engine:
             messages.append(PassDispatch(run_id, run.workflow))
         publish(self.dispatcher, messages)
         return patch.status
+
+    def _with_history(self, claim: PassClaim, recorded: StepRun | None) -> PassClaim:
+        steps = None
+        if recorded is not None:
+            steps = self.history.recall(claim.run.id, claim.requested, recorded)
+        if steps is None:
+            steps = self.store.load_steps(claim.run.id)
+        return PassClaim(claim.run.model_copy(update={"steps": steps}), claim.requested)
+
+    def _eager_step(
+        self, messages: list[Dispatch], state: PassState | None, now: datetime, owner: str
+    ) -> _Eager | None:
+        """The step this pass may commit already claimed, to run here next (eager execution):
+        the first one scheduled, if this process takes it."""
+        if self.eager is None or state is None:
+            return None
+        pending = {w.name: w for w in state.writes}  # not committed yet (no inline flush)
+        for message in messages:
+            if not isinstance(message, StepDispatch) or message.step not in pending:
+                continue
+            if self.eager.takes(message):
+                scheduled = pending[message.step]
+                running = scheduled.model_copy(
+                    update={"status": StepStatus.RUNNING, "attempts": 1, "started_at": now}
+                )
+                state.writes = [running if w is scheduled else w for w in state.writes]
+                state.steps[running.name] = running
+                return _Eager(message, running)
+        return None
 
     def _keep(self, message: Dispatch, now: datetime) -> bool:
         return message.eta is None or message.eta - now <= self.max_countdown

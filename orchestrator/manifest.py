@@ -114,6 +114,22 @@ class Manifest(BaseModel):
     def load(cls, path: Path) -> Manifest:
         return cls.model_validate_json(path.read_text(encoding="utf-8"))
 
+    @cached_property
+    def _rpc_of_task(self) -> dict[str, str]:
+        return {
+            site.task: site.rpc
+            for wf in self.workflows.values()
+            for site in wf.steps
+            if site.task and site.rpc
+        }
+
+    def rpc_of(self, task: str) -> str:
+        """The RPC a remote call site's task calls (`StaleBuildError` for an unknown task)."""
+        try:
+            return self._rpc_of_task[task]
+        except KeyError:
+            raise StaleBuildError(f"no call site in the manifest has task {task!r}") from None
+
     def workflow(self, name: str) -> WorkflowManifest:
         try:
             return self.workflows[name]

@@ -89,6 +89,20 @@ class Positions:
         self.seen: Counter[str] = Counter()
         self.next_seq = 0
 
+    def replayed(self, step_name: str, kind: StepKind) -> StepRun | None:
+        """The fast path of a replay: if history has this step, of this kind, finished at the
+        next position, take the position and return it; otherwise take nothing (the caller
+        goes the long way, `take`). Its call site was checked when it was first reached, and
+        the module's source hash on every pass."""
+        count = self.seen.get(step_name, 0)
+        name = step_name if count == 0 else f"{step_name}#{count}"
+        step = self.state.by_seq.get(self.next_seq)
+        if step is None or step.name != name or step.kind is not kind or not step.status.finished:
+            return None
+        self.seen[step_name] = count + 1
+        self.next_seq += 1
+        return step
+
     def take(self, step_name: str, kind: StepKind) -> tuple[str, int]:
         """Name (with an ordinal suffix if reached before: name#1...) and position, or
         `StaleBuildError` / `NonDeterminismError`."""

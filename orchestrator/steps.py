@@ -9,20 +9,21 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 from .clock import Clock, utcnow
 from .definitions import REGISTRY, Registry
 from .dispatch import Dispatcher, PassDispatch, StepDispatch
+from .eager import ClaimedPass, EagerDispatcher
 from .engine import publish
 from .errors import StaleBuildError, StepTimeoutError
 from .leases import LeaseKeeper, NoLeaseKeeper
-from .models import ErrorInfo, StepRun
+from .models import ErrorInfo, StepRun, StepStatus
 from .retry import StepPolicy
 from .serialization import to_jsonable
-from .store import RunStore
+from .store import PassClaim, RunStore
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +79,13 @@ class StepExecutor:
         lease: timedelta = timedelta(seconds=30),
         max_countdown: timedelta = timedelta(minutes=5),
         keeper: LeaseKeeper | None = None,
+        eager: EagerDispatcher | None = None,
+        run_lease: timedelta = timedelta(seconds=60),
     ) -> None:
         self.max_countdown = max_countdown
+        # Eager execution (orchestrator.eager): `dispatcher` is this same object then.
+        self.eager = eager
+        self.run_lease = run_lease
         self.store = store
         self.dispatcher = dispatcher
         self.registry = registry
@@ -102,6 +108,11 @@ class StepExecutor:
                 # A redelivered message: the orchestrator may never have heard of the result.
                 publish(self.dispatcher, [PassDispatch(run_id, workflow)])
             return StepOutcome.SKIPPED
+        return self.run_claimed(step, workflow, rpc, owner)
+
+    def run_claimed(self, step: StepRun, workflow: str, rpc: str, owner: str) -> StepOutcome:
+        """Run a step `owner` holds and record its outcome once."""
+        run_id, step_name = step.run_id, step.name
 
         def renew() -> bool:
             return bool(
@@ -120,11 +131,33 @@ class StepExecutor:
                 # worker took the step over) must not end the step as failed either.
                 retried = self._retry(step, workflow, owner, error, policy)
                 return StepOutcome.RETRYING if retried else StepOutcome.LOST
-            recorded = self.store.finish_step(run_id, step_name, self.clock(), result, error)
-        publish(self.dispatcher, [PassDispatch(run_id, workflow)])
+            recorded = self._record(step, workflow, owner, result, error)
         if not recorded:
             return StepOutcome.LOST
         return StepOutcome.FAILED if error else StepOutcome.SUCCEEDED
+
+    def _record(
+        self, step: StepRun, workflow: str, owner: str, result: Any, error: ErrorInfo | None
+    ) -> bool:
+        """Write the outcome and request a pass: run here next (eager execution, claimed in
+        the same transaction) or sent."""
+        now = self.clock()
+        next_pass = PassDispatch(step.run_id, workflow)
+        if self.eager is not None and self.eager.takes(next_pass):
+            recorded, claim = self.store.finish_step_and_claim(
+                step.run_id, step.name, now, result, error, owner, now + self.run_lease
+            )
+            if isinstance(claim, PassClaim):
+                self.eager.keep(
+                    ClaimedPass(claim, workflow, owner, _as_recorded(step, now, result, error))
+                )
+            elif not recorded:
+                publish(self.dispatcher, [next_pass])
+            # Refused for BUSY: the pass holding the run sees the request when it ends.
+            return recorded
+        recorded = self.store.finish_step(step.run_id, step.name, now, result, error)
+        publish(self.dispatcher, [next_pass])
+        return recorded
 
     def _call(
         self, step: StepRun, workflow: str, rpc: str, policy: StepPolicy
@@ -175,3 +208,16 @@ class StepExecutor:
         if retried and countdown:
             publish(self.dispatcher, [StepDispatch.of(step, workflow, eta=retry_at)])
         return retried
+
+
+def _as_recorded(step: StepRun, now: datetime, result: Any, error: ErrorInfo | None) -> StepRun:
+    """The step as `finish_step` writes it (orchestrator.history uses it)."""
+    return step.model_copy(
+        update={
+            "status": StepStatus.FAILED if error else StepStatus.SUCCEEDED,
+            "result": None if error else result,
+            "error": error,
+            "errors": [*step.errors, error] if error else step.errors,
+            "completed_at": now,
+        }
+    )

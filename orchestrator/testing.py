@@ -11,8 +11,10 @@ from typing import Any
 from .client import WorkflowClient
 from .clock import FakeClock
 from .definitions import REGISTRY, Registry, WorkflowDefinition
-from .dispatch import Dispatch, PassDispatch, StepDispatch
+from .dispatch import Dispatch, Dispatcher, PassDispatch, StepDispatch
+from .eager import EagerDispatcher
 from .engine import Engine
+from .handler import Handler
 from .manifest import installed
 from .models import Run
 from .steps import StepExecutor
@@ -48,14 +50,22 @@ class InProcessRunner:
         *,
         clock: FakeClock | None = None,
         registry: Registry = REGISTRY,
+        eager: bool = False,
     ) -> None:
+        """`eager`: deliver each message's successor in the same drain step, as a worker
+        serving every queue does (orchestrator.eager)."""
         self.clock = clock or FakeClock()
         self.store = store or RunStore.from_url("memory://")
         self.dispatcher = LocalDispatcher()
-        self.engine = Engine(self.store, self.dispatcher, registry=registry, clock=self.clock)
-        self.executor = StepExecutor(
-            self.store, self.dispatcher, registry=registry, clock=self.clock
+        self.eager = EagerDispatcher(self.dispatcher, lambda _: True) if eager else None
+        sender: Dispatcher = self.eager or self.dispatcher
+        self.engine = Engine(
+            self.store, sender, registry=registry, clock=self.clock, eager=self.eager
         )
+        self.executor = StepExecutor(
+            self.store, sender, registry=registry, clock=self.clock, eager=self.eager
+        )
+        self.handler = Handler(self.engine, self.executor, self.eager)
         self.sweeper = Sweeper(self.store, self.dispatcher, clock=self.clock)
         self.client = WorkflowClient(
             self.store, self.dispatcher, registry=registry, clock=self.clock
@@ -74,7 +84,8 @@ class InProcessRunner:
                 deferred.append(message)
                 continue
             if isinstance(message, PassDispatch):
-                self.engine.run_pass(message.run_id, timer=message.eta is not None)
+                timer = message.eta is not None
+                self.handler.receive_pass(message.run_id, message.workflow, owner=None, timer=timer)
             else:
                 self._run_step(message)
             handled += 1
@@ -82,14 +93,10 @@ class InProcessRunner:
         return handled
 
     def _run_step(self, message: StepDispatch) -> None:
-        for wf in installed().workflows.values():
-            for site in wf.steps:
-                if site.task == message.task and site.rpc is not None:
-                    self.executor.execute(
-                        message.run_id, message.step, workflow=wf.name, rpc=site.rpc
-                    )
-                    return
-        raise LookupError(f"no call site in the manifest has task {message.task!r}")
+        rpc = installed().rpc_of(message.task)
+        self.handler.receive_step(
+            message.run_id, message.step, workflow=message.workflow, rpc=rpc, owner=None
+        )
 
     def advance(self, seconds: float) -> int:
         """Move the clock and deliver what became due."""

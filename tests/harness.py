@@ -60,6 +60,8 @@ def import_fixture(package: str, root: Path) -> object:
 
 def worker_env(**overrides: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WORKFLOW_")}
+    # TEST_EAGER=off runs every real-worker test with eager execution off (default: on).
+    env["WORKFLOW_EAGER"] = os.environ.get("TEST_EAGER", "on")
     env["PYTHONPATH"] = os.pathsep.join(
         [p for p in (overrides.pop("PYTHONPATH", ""), str(REPO)) if p]
     )

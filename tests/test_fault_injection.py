@@ -46,11 +46,13 @@ def group_pids(pgid: int) -> set[int]:
     return found
 
 
+@pytest.mark.parametrize("eager", ["on", "off"])
 def test_no_run_lost_and_no_step_recorded_twice_under_faults(
-    chaos_root: Path, tmp_path: Path, servers: tuple[PrivateRedis, PrivatePostgres]
+    chaos_root: Path, tmp_path: Path, servers: tuple[PrivateRedis, PrivatePostgres], eager: str
 ) -> None:
     redis_server, postgres = servers
     env = worker_env(
+        WORKFLOW_EAGER=eager,
         PYTHONPATH=str(chaos_root),
         WORKFLOW_PACKAGE="chaosflows",
         WORKFLOW_HOME=str(tmp_path / "home"),

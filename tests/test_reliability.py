@@ -269,12 +269,14 @@ def test_a_backlog_causes_few_redrives_and_a_lost_message_is_still_redriven(
     chaos_root: Path, tmp_path: Path, redis_url: str, postgres_url: str
 ) -> None:
     """Many runs started at once on one worker: their messages wait in queues for many
-    times WORKFLOW_REDRIVE_AFTER. Before, every such wait was taken for a loss."""
+    times WORKFLOW_REDRIVE_AFTER. Before, every such wait was taken for a loss. (Eager
+    execution off: every step and pass goes through the broker, the most messages queued.)"""
     redrive = 1.0
     env = chaos_env(
         chaos_root, tmp_path,
         WORKFLOW_BROKER_URL=redis_url, WORKFLOW_DATABASE_URL=postgres_url,
         WORKFLOW_SWEEP_INTERVAL="250ms", WORKFLOW_REDRIVE_AFTER=f"{redrive}s",
+        WORKFLOW_EAGER="off",
     )  # fmt: skip
     cluster = Cluster(tmp_path, env)
     try:
@@ -348,7 +350,7 @@ def test_a_step_whose_pool_child_was_killed_runs_again_within_seconds(
     assert run.status is RunStatus.COMPLETED and [s.attempts for s in run.steps] == [1, 2, 1]
     gap = again - killed
     print(f"killed pool child: step ran again {gap:.2f}s later")
-    assert gap < 5, gap  # it was the whole 30 s lease
+    assert gap < 8, gap  # it was the whole 30 s lease (typically 0.5 s on Redis, 2 s embedded)
 
 
 # -- 7. SIGTERM to the whole process group, as systemd sends it ----------------------------

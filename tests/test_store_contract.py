@@ -680,8 +680,11 @@ def test_a_step_held_by_a_process_that_died_is_released_by_its_owner_only(
     store: RunStore,
 ) -> None:
     scheduled_and_claimed(store)
-    assert not store.release_step("r1", "a", "somebody-else", T0)
-    assert store.release_step("r1", "a", "w1", T0)
+    assert store.release_owner("somebody-else", T0) == ([], [])
+    released, passes = store.release_owner("w1", T0)
+    assert [(r.workflow, r.step.name, r.step.status) for r in released] == [
+        ("wf", "a", StepStatus.SCHEDULED)
+    ] and passes == []
     step = store.claim_step("r1", "a", "w2", T0, T0 + LEASE)  # at once, not after the lease
     assert step is not None and step.attempts == 2
 
@@ -695,3 +698,10 @@ def test_the_backlog_counts_what_waits_in_queues(store: RunStore) -> None:
     found = {(b.workflow, b.task): (b.pending, b.overdue) for b in store.backlog(now, T0 + LEASE)}
     # r2's first pass (requested at T0 + LEASE: not before the cutoff) and r1's step a.
     assert found == {("wf", None): (1, 0), ("wf", "wf.wf.a"): (1, 1)}
+
+
+def test_releasing_an_owner_drops_its_pass_lease_too(store: RunStore) -> None:
+    new_run(store)
+    claim(store, owner="dead")
+    assert store.release_owner("dead", T0) == ([], [PassNeeded("r1", "wf")])
+    assert isinstance(store.claim_run("r1", "next", T0, T0 + LEASE), PassClaim)  # at once

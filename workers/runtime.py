@@ -14,8 +14,11 @@ from dataclasses import dataclass
 
 from orchestrator.backoff import backoff_delay
 from orchestrator.config import Settings
+from orchestrator.dispatch import Dispatcher
+from orchestrator.eager import EagerDispatcher
 from orchestrator.engine import Engine
 from orchestrator.errors import WorkflowError
+from orchestrator.handler import Handler
 from orchestrator.leases import HeartbeatKeeper
 from orchestrator.manifest import installed
 from orchestrator.steps import StepExecutor
@@ -34,6 +37,11 @@ class Runtime:
     engine: Engine
     executor: StepExecutor
     sweeper: Sweeper
+    eager: EagerDispatcher | None = None
+
+    @property
+    def handler(self) -> Handler:
+        return Handler(self.engine, self.executor, self.eager)
 
 
 _runtime: tuple[int, Runtime] | None = None
@@ -63,7 +71,19 @@ def runtime() -> Runtime:
 
 def _build(settings: Settings) -> Runtime:
     store = RunStore.from_settings(settings)
-    dispatcher = CeleryDispatcher(settings)
+    broker = CeleryDispatcher(settings)
+    dispatcher: Dispatcher = broker
+    eager = None
+    if settings.eager:
+        # This worker's queues: all of the package's, or those picked with -Q.
+        served = frozenset(broker.app.amqp.queues.consume_from)
+        eager = EagerDispatcher(
+            broker,
+            lambda message: broker.queue_of(message) in served,
+            max_steps=settings.eager_steps,
+            max_seconds=settings.eager_time.total_seconds(),
+        )
+        dispatcher = eager
     # Renew at a third of the lease: two renewals can fail before another worker may take over.
     keeper = HeartbeatKeeper(
         interval=min(settings.step_lease, settings.run_lease).total_seconds() / 3
@@ -77,6 +97,8 @@ def _build(settings: Settings) -> Runtime:
             run_lease=settings.run_lease,
             max_countdown=settings.max_countdown,
             keeper=keeper,
+            eager=eager,
+            step_lease=settings.step_lease,
         ),
         executor=StepExecutor(
             store,
@@ -84,14 +106,17 @@ def _build(settings: Settings) -> Runtime:
             lease=settings.step_lease,
             max_countdown=settings.max_countdown,
             keeper=keeper,
+            eager=eager,
+            run_lease=settings.run_lease,
         ),
         sweeper=Sweeper(
             store,
-            dispatcher,
+            broker,
             redrive_after=settings.redrive_after,
             # The workflows this worker loaded (workers.serving): only their runs.
             workflows=installed().workflows,
         ),
+        eager=eager,
     )
 
 

@@ -29,6 +29,8 @@ from celery import Task, current_task, signals
 from celery.worker.request import Request
 
 from orchestrator.clock import utcnow
+from orchestrator.dispatch import Dispatch, PassDispatch, StepDispatch
+from orchestrator.engine import publish
 
 log = logging.getLogger(__name__)
 
@@ -66,26 +68,26 @@ class WorkflowTask(Task[..., Any]):
 
 
 def release_lost(task: str, args: list[Any], owner: str) -> None:
-    """Release what the dead child held: a step (args run_id, step) or a pass (run_id)."""
+    """Release every lease the dead child held: the received step or pass, and any that it
+    ran eagerly after it (orchestrator.eager) under the same owner."""
     from .runtime import runtime
 
     try:
-        store = runtime().store
-        if task.endswith(".orchestrator") and len(args) == 1:
-            released = store.release_run(args[0], owner)
-            what = f"pass of run {args[0]}"
-        elif len(args) == 2:
-            released = store.release_step(args[0], args[1], owner, utcnow())
-            what = f"step {args[1]!r} of run {args[0]}"
-        else:
-            return
-    except Exception as exc:  # the lease still lapses: recovery is only slower
-        log.warning("releasing the lease of a lost %s failed: %s", task, exc)
+        current = runtime()
+        steps, passes = current.store.release_owner(owner, utcnow())
+        # Sent again at once: the received message comes back by itself (requeued), but a
+        # step the child ran eagerly had no message of its own.
+        messages: list[Dispatch] = [StepDispatch.of(s.step, s.workflow) for s in steps]
+        messages += [PassDispatch(p.run_id, p.workflow) for p in passes]
+        publish(current.sweeper.dispatcher, messages)
+    except Exception as exc:  # the leases still lapse: recovery is only slower
+        log.warning("releasing the leases of a lost %s failed: %s", task, exc)
         return
-    if released:
+    if messages:
+        run_id = args[0] if args else None
         log.warning(
-            "the process running the %s died; released it to run again now", what,
-            extra={"run_id": args[0]},
+            "the process running %s for run %s died; released %d lease(s) to run again now",
+            task, run_id, len(messages), extra={"run_id": run_id},
         )  # fmt: skip
 
 

@@ -7,8 +7,8 @@ from .supervision import current_owner
 
 
 def run_orchestrator_pass(run_id: str, *, workflow: str, timer: bool = False) -> None:
-    runtime().engine.run_pass(run_id, workflow, owner=current_owner(), timer=timer)
+    runtime().handler.receive_pass(run_id, workflow, owner=current_owner(), timer=timer)
 
 
 def execute_step(run_id: str, step: str, *, workflow: str, rpc: str) -> None:
-    runtime().executor.execute(run_id, step, workflow=workflow, rpc=rpc, owner=current_owner())
+    runtime().handler.receive_step(run_id, step, workflow=workflow, rpc=rpc, owner=current_owner())

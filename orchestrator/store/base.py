@@ -25,6 +25,8 @@ class PassClaim:
 
     run: Run
     requested: int  # the pass-request counter when claimed; the release compares against it
+    # False: `run.steps` was not read (finish_step_and_claim); see orchestrator.history.
+    history_loaded: bool = True
 
 
 class ClaimRefused(StrEnum):
@@ -155,21 +157,19 @@ class RunStore(ABC):
         *,
         children: Sequence[Run] = (),
         consumed: Sequence[tuple[int, str]] = (),
+        claimed: tuple[str, str, datetime] | None = None,
     ) -> bool:
         """Atomically: upsert `steps` (a finished step is never overwritten), create the
         `children` runs not created yet, mark `consumed` events (id, by step), apply `patch`
         (a finishing child run also finishes its parent's step and requests a parent pass),
         and renew the lease; if `release` (the request count the pass answered) is given,
         give the lease up and return whether every request was answered (False: another pass
-        is needed). `LeaseLostError` if `owner` no longer holds the run."""
+        is needed). `claimed` (step name, owner, lease until): that step, written already
+        running with its first attempt counted, is leased to `owner` (eager execution).
+        `LeaseLostError` if `owner` no longer holds the run."""
 
     @abstractmethod
     def renew_run_lease(self, run_id: str, owner: str, lease_until: datetime) -> bool: ...
-
-    @abstractmethod
-    def release_run(self, run_id: str, owner: str) -> bool:
-        """Give up `owner`'s pass lease without committing anything (its process died): the
-        run's request stays unanswered, so the next pass message takes it at once."""
 
     @abstractmethod
     def request_pass(self, run_id: str, now: datetime) -> bool:
@@ -190,10 +190,11 @@ class RunStore(ABC):
     ) -> bool: ...
 
     @abstractmethod
-    def release_step(self, run_id: str, name: str, owner: str, now: datetime) -> bool:
-        """Put `owner`'s claimed step back to scheduled (the process running it died), so
-        that its next message claims it at once instead of after the lease; the attempt stays
-        counted. False if `owner` no longer holds it."""
+    def release_owner(self, owner: str, now: datetime) -> tuple[list[StepNeeded], list[PassNeeded]]:
+        """Give up every lease `owner` holds (its process died): its steps go back to
+        scheduled, the attempt still counted, and its pass leases are dropped, their requests
+        unanswered. Returned so the caller sends them again at once: a step run eagerly had
+        no message of its own."""
 
     @abstractmethod
     def retry_step(
@@ -223,6 +224,27 @@ class RunStore(ABC):
         """Record a step's outcome (an error is also appended to its attempt errors), first
         write wins, and request a pass of its run in the same transaction. False if the step
         was already finished."""
+
+    @abstractmethod
+    def finish_step_and_claim(
+        self,
+        run_id: str,
+        name: str,
+        now: datetime,
+        result: object,
+        error: ErrorInfo | None,
+        owner: str,
+        lease_until: datetime,
+    ) -> tuple[bool, PassClaim | ClaimRefused]:
+        """`finish_step`, and in the same transaction `claim_run` of its run for `owner`
+        (eager execution: the pass the outcome requests runs next, here), without its steps
+        (`history_loaded` False: the caller may know them, else `load_steps`). The claim
+        answers the request that recording made; refused, the request stays for whoever
+        holds the run. (False, ...) if the step was already finished."""
+
+    @abstractmethod
+    def load_steps(self, run_id: str) -> list[StepRun]:
+        """A run's steps, in order (what a claim loads)."""
 
     @abstractmethod
     def get_step(self, run_id: str, name: str) -> StepRun | None: ...

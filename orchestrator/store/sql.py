@@ -21,15 +21,17 @@ from ..backoff import retrying
 from ..errors import InvalidTransitionError, LeaseLostError, RunExistsError, StoreUnavailableError
 from ..models import ErrorInfo, Run, RunPatch, RunStatus, StepRun, StepStatus
 from ..serialization import dumps, loads
-from ..states import TERMINAL, claimable, sources_of
+from ..states import TERMINAL, claimable
 from . import schema
-from .base import ClaimRefused, PassClaim, RunStore
+from . import sql_statements as q
+from .base import ClaimRefused, PassClaim, PassNeeded, RunStore, StepNeeded
 from .rows import run_from_row, run_values, step_from_row, step_values
 from .sql_control import SqlControl
 from .sql_recovery import SqlRecovery
-from .tables import SCHEMA_REVISION, events, runs, steps
+from .tables import SCHEMA_REVISION, UTCDateTime, events, runs, steps
 
 _TERMINAL = [s.value for s in TERMINAL]
+_no_lease = {"lease_owner": None, "lease_until": None}
 _UNFINISHED_REMOTE = [StepStatus.SCHEDULED.value, StepStatus.RUNNING.value]
 
 
@@ -111,6 +113,12 @@ class SqlStore(SqlControl, SqlRecovery, RunStore):
         pass
 
     @contextmanager
+    def _single(self) -> Iterator[sa.Connection]:
+        """For one statement, atomic on its own: backends may skip BEGIN and COMMIT."""
+        with self._write() as conn:
+            yield conn
+
+    @contextmanager
     def _read(self) -> Iterator[sa.Connection]:
         with self._translated(), self.engine.connect() as conn:
             yield conn
@@ -147,12 +155,11 @@ class SqlStore(SqlControl, SqlRecovery, RunStore):
     @staticmethod
     def _step_rows(conn: sa.Connection, run_id: str) -> Sequence[Mapping[Any, Any]]:
         # All of a run's steps in one query: a pass never reads step by step.
-        query = steps.select().where(steps.c.run_id == run_id).order_by(steps.c.seq, steps.c.name)
-        return conn.execute(query).mappings().all()
+        return conn.execute(q.STEP_ROWS, {"p_run_id": run_id}).mappings().all()
 
     def get_run(self, run_id: str, *, steps: bool = True) -> Run | None:
         with self._read() as conn:
-            row = conn.execute(runs.select().where(runs.c.id == run_id)).mappings().first()
+            row = conn.execute(q.RUN_ROW, {"p_run_id": run_id}).mappings().first()
             if row is None:
                 return None
             return run_from_row(row, self._step_rows(conn, run_id) if steps else ())
@@ -203,57 +210,24 @@ class SqlStore(SqlControl, SqlRecovery, RunStore):
 
     @staticmethod
     def _lease_free(now: datetime) -> sa.ColumnElement[bool]:
-        return sa.or_(runs.c.lease_owner.is_(None), runs.c.lease_until < now)
+        return q.lease_free(sa.literal(now, UTCDateTime))
 
     @reconnecting(_writes)
     def claim_run(
         self, run_id: str, owner: str, now: datetime, lease_until: datetime, *, timer: bool = True
     ) -> PassClaim | ClaimRefused:
-        # The same owner again: a retried claim whose first try landed.
-        takeable = sa.or_(self._lease_free(now), runs.c.lease_owner == owner)
-        wanted = (takeable,) if timer else (takeable, runs.c.requested > runs.c.done)
+        values = {"p_run_id": run_id, "p_owner": owner, "p_now": now, "p_lease_until": lease_until}
         with self._write() as conn:
-            row = (
-                conn.execute(
-                    runs.update()
-                    .where(
-                        runs.c.id == run_id,
-                        runs.c.status.in_([s.value for s in claimable()]),
-                        *wanted,
-                    )
-                    .values(
-                        lease_owner=owner,
-                        lease_until=lease_until,
-                        # A pass always answers a request: if none is outstanding (a timer's
-                        # message), it makes one, so that if this pass dies the sweeper sees
-                        # the run as needing a pass once the lease lapses.
-                        requested=sa.case(
-                            (runs.c.requested == runs.c.done, runs.c.requested + 1),
-                            else_=runs.c.requested,
-                        ),
-                        requested_at=now,
-                        status=RunStatus.RUNNING.value,
-                        waiting_for=None,
-                        started_at=sa.func.coalesce(runs.c.started_at, now),
-                        updated_at=now,
-                    )
-                    .returning(*runs.c)
-                )
-                .mappings()
-                .first()
-            )
+            row = conn.execute(q.CLAIM_RUN[timer], values).mappings().first()
             if row is None:
                 return self._claim_refused(conn, run_id, now)
             step_rows = self._step_rows(conn, run_id)
         return PassClaim(run_from_row(row, step_rows), row["requested"])
 
-    def _claim_refused(self, conn: sa.Connection, run_id: str, now: datetime) -> ClaimRefused:
+    @staticmethod
+    def _claim_refused(conn: sa.Connection, run_id: str, now: datetime) -> ClaimRefused:
         """Why a claim matched nothing: one read of the run."""
-        row = conn.execute(
-            sa.select(runs.c.status, runs.c.requested, runs.c.done, self._lease_free(now)).where(
-                runs.c.id == run_id
-            )
-        ).first()
+        row = conn.execute(q.CLAIM_REFUSED, {"p_run_id": run_id, "p_now": now}).first()
         if row is None:
             return ClaimRefused.MISSING
         if RunStatus(row[0]) not in claimable():
@@ -273,31 +247,24 @@ class SqlStore(SqlControl, SqlRecovery, RunStore):
         *,
         children: Sequence[Run] = (),
         consumed: Sequence[tuple[int, str]] = (),
+        claimed: tuple[str, str, datetime] | None = None,
     ) -> bool:
-        values: dict[str, Any] = {"lease_until": lease_until, "updated_at": now}
-        query = runs.update().where(runs.c.id == run_id, runs.c.lease_owner == owner)
+        values: dict[str, Any] = {
+            "p_run_id": run_id, "p_owner": owner, "p_now": now, "p_lease_until": lease_until,
+        }  # fmt: skip
         if patch is not None:
-            query = query.where(runs.c.status.in_([s.value for s in sources_of(patch.status)]))
             values.update(
-                status=patch.status.value,
-                waiting_for=patch.waiting_for,
-                output=None if patch.output is None else dumps(patch.output),
-                error=patch.error.model_dump_json() if patch.error else None,
-                completed_at=patch.completed_at,
+                p_waiting_for=patch.waiting_for,
+                p_output=None if patch.output is None else dumps(patch.output),
+                p_error=patch.error.model_dump_json() if patch.error else None,
+                p_completed_at=patch.completed_at,
             )
         if release is not None:
-            values.update(lease_owner=None, lease_until=None, done=release)
+            values["p_done"] = release
+        query = q.commit_pass(patch.status if patch else None, release is not None)
         with self._write() as conn:
             # This UPDATE is also the fence: it matches only while `owner` holds the lease.
-            held = (
-                conn.execute(
-                    query.values(**values).returning(
-                        runs.c.requested, runs.c.parent_run_id, runs.c.parent_step
-                    )
-                )
-                .mappings()
-                .first()
-            )
+            held = conn.execute(query, values).mappings().first()
             if held is None:
                 self._explain_refused_commit(conn, run_id, owner, patch)
             assert held is not None
@@ -317,35 +284,18 @@ class SqlStore(SqlControl, SqlRecovery, RunStore):
                     conn, held["parent_run_id"], held["parent_step"], run_id, patch, now
                 )
             if steps:
-                conn.execute(
-                    self._upsert_steps(), [step_values(s) | {"dispatched_at": now} for s in steps]
-                )
+                rows = [step_values(s) | {"dispatched_at": now, **_no_lease} for s in steps]
+                if claimed is not None:
+                    name, holder, until = claimed
+                    for row in rows:
+                        if row["name"] == name:
+                            row.update(lease_owner=holder, lease_until=until)
+                conn.execute(q.upsert_steps(self.dialect_insert), rows)
         return release is not None and requested == release
 
     # The dialect's INSERT construct; SQLite's and PostgreSQL's both offer
     # ON CONFLICT DO UPDATE ... WHERE, which makes the step upsert one statement.
     dialect_insert: Callable[[sa.Table], Any]
-
-    def _upsert_steps(self) -> sa.Executable:
-        """INSERT steps; on a name already recorded, overwrite it unless it has finished."""
-        stmt = self.dialect_insert(steps)
-        return stmt.on_conflict_do_update(  # type: ignore[no-any-return]
-            index_elements=[steps.c.run_id, steps.c.name],
-            set_=self._upsert_set(stmt.excluded),
-            where=self._unfinished(),
-        )
-
-    @staticmethod
-    def _upsert_set(excluded: Any) -> dict[str, Any]:
-        keep = {"run_id", "name", "created_at"}
-        return {c.name: excluded[c.name] for c in steps.c if c.name not in keep}
-
-    @staticmethod
-    def _unfinished() -> sa.ColumnElement[bool]:
-        # Plain comparisons, not NOT IN: expanding parameters cannot be used in executemany.
-        return sa.and_(
-            steps.c.status != StepStatus.SUCCEEDED.value, steps.c.status != StepStatus.FAILED.value
-        )
 
     def _finish_parent_step(
         self,
@@ -401,37 +351,15 @@ class SqlStore(SqlControl, SqlRecovery, RunStore):
 
     @reconnecting(_renewals)
     def renew_run_lease(self, run_id: str, owner: str, lease_until: datetime) -> bool:
-        with self._write() as conn:
-            return bool(
-                conn.execute(
-                    runs.update()
-                    .where(runs.c.id == run_id, runs.c.lease_owner == owner)
-                    .values(lease_until=lease_until)
-                ).rowcount
-            )
-
-    @reconnecting(_writes)
-    def release_run(self, run_id: str, owner: str) -> bool:
-        with self._write() as conn:
-            return bool(
-                conn.execute(
-                    runs.update()
-                    .where(runs.c.id == run_id, runs.c.lease_owner == owner)
-                    .values(lease_owner=None, lease_until=None)
-                ).rowcount
-            )
+        values = {"p_run_id": run_id, "p_owner": owner, "p_lease_until": lease_until}
+        with self._single() as conn:
+            return bool(conn.execute(q.RENEW_RUN, values).rowcount)
 
     def _request_pass(self, conn: sa.Connection, run_id: str, now: datetime) -> bool:
-        return bool(
-            conn.execute(
-                runs.update()
-                .where(runs.c.id == run_id, runs.c.status.notin_(_TERMINAL))
-                .values(requested=runs.c.requested + 1, requested_at=now)
-            ).rowcount
-        )
+        return bool(conn.execute(q.REQUEST_PASS, {"p_run_id": run_id, "p_now": now}).rowcount)
 
     def request_pass(self, run_id: str, now: datetime) -> bool:
-        with self._write() as conn:
+        with self._single() as conn:
             return self._request_pass(conn, run_id, now)
 
     # -- steps -----------------------------------------------------------------------------
@@ -440,58 +368,24 @@ class SqlStore(SqlControl, SqlRecovery, RunStore):
     def claim_step(
         self, run_id: str, name: str, owner: str, now: datetime, lease_until: datetime
     ) -> StepRun | None:
-        # A step of a finished run, or of one being cancelled, is never started: the cancel
-        # pass ends the run, and step messages still queued become no-ops.
-        run_active = sa.exists().where(
-            runs.c.id == run_id, runs.c.status.notin_(_TERMINAL), runs.c.cancel_requested.is_(None)
-        )
-        running = steps.c.status == StepStatus.RUNNING.value
-        again = sa.and_(running, steps.c.lease_owner == owner)  # a retried claim that landed
-        with self._write() as conn:
-            row = (
-                conn.execute(
-                    steps.update()
-                    .where(
-                        steps.c.run_id == run_id,
-                        steps.c.name == name,
-                        sa.or_(
-                            steps.c.status == StepStatus.SCHEDULED.value,
-                            sa.and_(running, steps.c.lease_until < now),
-                            again,
-                        ),
-                        # A retry is not taken before its delay ends.
-                        sa.or_(steps.c.wake_at.is_(None), steps.c.wake_at <= now),
-                        run_active,
-                    )
-                    .values(
-                        status=StepStatus.RUNNING.value,
-                        attempts=sa.case((again, steps.c.attempts), else_=steps.c.attempts + 1),
-                        started_at=now,
-                        lease_owner=owner,
-                        lease_until=lease_until,
-                    )
-                    .returning(*steps.c)
-                )
-                .mappings()
-                .first()
-            )
+        values = {
+            "p_run_id": run_id, "p_name": name, "p_owner": owner, "p_now": now,
+            "p_lease_until": lease_until,
+        }  # fmt: skip
+        with self._single() as conn:
+            row = conn.execute(q.CLAIM_STEP, values).mappings().first()
         return step_from_row(row) if row else None
 
     @reconnecting(_renewals)
     def renew_step_lease(self, run_id: str, name: str, owner: str, lease_until: datetime) -> bool:
-        with self._write() as conn:
-            return bool(
-                conn.execute(
-                    steps.update()
-                    .where(
-                        steps.c.run_id == run_id,
-                        steps.c.name == name,
-                        steps.c.lease_owner == owner,
-                        steps.c.status == StepStatus.RUNNING.value,
-                    )
-                    .values(lease_until=lease_until)
-                ).rowcount
-            )
+        values = {
+            "p_run_id": run_id,
+            "p_name": name,
+            "p_owner": owner,
+            "p_lease_until": lease_until,
+        }
+        with self._single() as conn:
+            return bool(conn.execute(q.RENEW_STEP, values).rowcount)
 
     @staticmethod
     def _put_back(conn: sa.Connection, run_id: str, name: str, owner: str, **values: Any) -> bool:
@@ -512,13 +406,34 @@ class SqlStore(SqlControl, SqlRecovery, RunStore):
         )
 
     @reconnecting(_writes)
-    def release_step(self, run_id: str, name: str, owner: str, now: datetime) -> bool:
+    def release_owner(self, owner: str, now: datetime) -> tuple[list[StepNeeded], list[PassNeeded]]:
+        held = (steps.c.status == StepStatus.RUNNING.value, steps.c.lease_owner == owner)
         with self._write() as conn:
-            return self._put_back(conn, run_id, name, owner, dispatched_at=now)
+            rows = (
+                conn.execute(
+                    sa.select(steps, runs.c.workflow)
+                    .join(runs, runs.c.id == steps.c.run_id)
+                    .where(*held)
+                )
+                .mappings()
+                .all()
+            )
+            released = [
+                StepNeeded(row["workflow"], step_from_row({**row, "status": StepStatus.SCHEDULED}))
+                for row in rows
+                if self._put_back(conn, row["run_id"], row["name"], owner, dispatched_at=now)
+            ]
+            dropped = conn.execute(
+                runs.update()
+                .where(runs.c.status == RunStatus.RUNNING.value, runs.c.lease_owner == owner)
+                .values(lease_owner=None, lease_until=None)
+                .returning(runs.c.id, runs.c.workflow)
+            ).all()
+        return released, [PassNeeded(run_id, workflow) for run_id, workflow in dropped]
 
     def _errors_with(self, conn: sa.Connection, run_id: str, name: str, error: ErrorInfo) -> str:
         current = conn.execute(
-            sa.select(steps.c.errors).where(steps.c.run_id == run_id, steps.c.name == name)
+            q.STEP_ERRORS, {"p_run_id": run_id, "p_name": name}
         ).scalar_one_or_none()
         return dumps([*(loads(current) or []), error.model_dump(mode="json")])
 
@@ -542,6 +457,19 @@ class SqlStore(SqlControl, SqlRecovery, RunStore):
                 dispatched_at=now if sent else None,
             )  # fmt: skip
 
+    @staticmethod
+    def _finish_values(
+        run_id: str, name: str, now: datetime, result: object, error: ErrorInfo | None
+    ) -> dict[str, Any]:
+        return {
+            "p_run_id": run_id,
+            "p_name": name,
+            "p_now": now,
+            "p_status": (StepStatus.FAILED if error else StepStatus.SUCCEEDED).value,
+            "p_result": None if error or result is None else dumps(result),
+            "p_error": error.model_dump_json() if error else None,
+        }
+
     @reconnecting(_writes)
     def finish_step(
         self,
@@ -551,34 +479,47 @@ class SqlStore(SqlControl, SqlRecovery, RunStore):
         result: object = None,
         error: ErrorInfo | None = None,
     ) -> bool:
+        values = self._finish_values(run_id, name, now, result, error)
         with self._write() as conn:
-            extra = {"errors": self._errors_with(conn, run_id, name, error)} if error else {}
-            recorded = conn.execute(
-                steps.update()
-                .where(
-                    steps.c.run_id == run_id,
-                    steps.c.name == name,
-                    steps.c.status.in_(_UNFINISHED_REMOTE),
-                )
-                .values(
-                    status=(StepStatus.FAILED if error else StepStatus.SUCCEEDED).value,
-                    result=None if error or result is None else dumps(result),
-                    error=error.model_dump_json() if error else None,
-                    completed_at=now,
-                    lease_owner=None,
-                    lease_until=None,
-                    **extra,
-                )
-            ).rowcount
+            if error is not None:
+                values["p_errors"] = self._errors_with(conn, run_id, name, error)
+            recorded = conn.execute(q.FINISH_STEP[error is not None], values).rowcount
             if recorded:
                 self._request_pass(conn, run_id, now)
             return bool(recorded)
 
+    @reconnecting(_writes)
+    def finish_step_and_claim(
+        self,
+        run_id: str,
+        name: str,
+        now: datetime,
+        result: object,
+        error: ErrorInfo | None,
+        owner: str,
+        lease_until: datetime,
+    ) -> tuple[bool, PassClaim | ClaimRefused]:
+        values = self._finish_values(run_id, name, now, result, error)
+        claim_values = {
+            "p_run_id": run_id, "p_owner": owner, "p_now": now, "p_lease_until": lease_until,
+        }  # fmt: skip
+        with self._write() as conn:
+            if error is not None:
+                values["p_errors"] = self._errors_with(conn, run_id, name, error)
+            if not conn.execute(q.FINISH_STEP[error is not None], values).rowcount:
+                return False, ClaimRefused.ANSWERED
+            # The outcome is news (a request) and the claim answers it: one UPDATE for both.
+            row = conn.execute(q.REQUEST_AND_CLAIM_RUN, claim_values).mappings().first()
+            if row is None:
+                self._request_pass(conn, run_id, now)  # for whoever holds the run
+                return True, ClaimRefused.BUSY
+        return True, PassClaim(run_from_row(row), row["requested"], history_loaded=False)
+
+    def load_steps(self, run_id: str) -> list[StepRun]:
+        with self._read() as conn:
+            return [step_from_row(r) for r in self._step_rows(conn, run_id)]
+
     def get_step(self, run_id: str, name: str) -> StepRun | None:
         with self._read() as conn:
-            row = (
-                conn.execute(steps.select().where(steps.c.run_id == run_id, steps.c.name == name))
-                .mappings()
-                .first()
-            )
+            row = conn.execute(q.STEP_ROW, {"p_run_id": run_id, "p_name": name}).mappings().first()
         return step_from_row(row) if row else None
