@@ -19,7 +19,7 @@ from pathlib import Path
 import redis
 import sqlalchemy as sa
 
-from bench.__main__ import HERE, REPO, add_service_options, fresh_schema, prebuild
+from bench.common import HERE, REPO, add_service_options, fresh_schema, prebuild
 
 
 class DroppingDispatcher:

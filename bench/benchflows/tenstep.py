@@ -23,3 +23,12 @@ def tenstep(ctx: WorkflowContext, data: dict[str, int]) -> dict[str, int]:
     out = ctx.do("s8", noop, out)
     out = ctx.do("s9", noop, out)
     return out
+
+
+@workflow("long")
+def long(ctx: WorkflowContext, data: dict[str, int]) -> dict[str, int]:
+    """`steps` remote steps in a row (the 500-step case): one call site, reached again."""
+    out = {"i": 0}
+    for _ in range(data["steps"]):
+        out = ctx.do("step", noop, out)
+    return out
