@@ -705,3 +705,33 @@ def test_releasing_an_owner_drops_its_pass_lease_too(store: RunStore) -> None:
     claim(store, owner="dead")
     assert store.release_owner("dead", T0) == ([], [PassNeeded("r1", "wf")])
     assert isinstance(store.claim_run("r1", "next", T0, T0 + LEASE), PassClaim)  # at once
+
+
+def test_finishing_a_step_can_claim_the_pass_it_requests(store: RunStore) -> None:
+    """Eager execution's fold: PostgreSQL does it in one statement, SQLite in a transaction;
+    both must leave the same state."""
+    scheduled_and_claimed(store)
+    c = claim(store)  # the run is held by p1: the claim is refused, the request stays
+    store.commit_pass("r1", "p1", T0, T0 + LEASE, [], release=None)
+    recorded, refused = store.finish_step_and_claim("r1", "a", T0, {"v": 1}, None, "w", T0)
+    assert (recorded, refused) == (True, ClaimRefused.BUSY)
+    assert not store.commit_pass("r1", "p1", T0, T0, [], release=c.requested)  # news came
+    new_step = remote("b", 1)
+    c2 = claim(store, owner="p2")
+    store.commit_pass("r1", "p2", T0, T0, [new_step], release=c2.requested)
+    assert store.claim_step("r1", "b", "w", T0, T0 + LEASE) is not None
+    recorded, claimed = store.finish_step_and_claim("r1", "b", T0, [1, 2], None, "w", T0 + LEASE)
+    assert recorded and isinstance(claimed, PassClaim) and not claimed.history_loaded
+    assert claimed.requested == c2.requested + 1
+    assert claimed.run.status is RunStatus.RUNNING
+    assert [(s.name, s.status, s.result) for s in store.load_steps("r1")] == [
+        ("a", StepStatus.SUCCEEDED, {"v": 1}),
+        ("b", StepStatus.SUCCEEDED, [1, 2]),
+    ]
+    # A repeat finds it recorded already (first write wins), and claims nothing.
+    assert store.finish_step_and_claim("r1", "b", T0, 3, None, "x", T0 + LEASE) == (
+        False,
+        ClaimRefused.ANSWERED,
+    )
+    error = ErrorInfo(type="E", message="m", step="b")
+    assert not store.finish_step_and_claim("r1", "b", T0, None, error, "x", T0 + LEASE)[0]

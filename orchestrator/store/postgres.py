@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 
-from .sql import SqlStore
+from ..models import ErrorInfo
+from ..serialization import dumps
+from .base import ClaimRefused, PassClaim
+from .pg_statements import SUCCEED_AND_CLAIM
+from .rows import run_from_row
+from .sql import SqlStore, reconnecting, writes_budget
 
 # Any fixed key: serializes concurrent schema creation by workers starting together.
 _SCHEMA_LOCK_KEY = 0x5746_4C4F
@@ -39,6 +45,33 @@ class PostgresStore(SqlStore):
     def _single(self) -> Iterator[sa.Connection]:
         with self._translated(), self._autocommit.connect() as conn:
             yield conn
+
+    @reconnecting(writes_budget)
+    def finish_step_and_claim(
+        self,
+        run_id: str,
+        name: str,
+        now: datetime,
+        result: object,
+        error: ErrorInfo | None,
+        owner: str,
+        lease_until: datetime,
+    ) -> tuple[bool, PassClaim | ClaimRefused]:
+        if error is not None:  # rarer, and it appends to the attempt errors: the long way
+            return super().finish_step_and_claim(
+                run_id, name, now, result, error, owner, lease_until
+            )
+        values = {
+            "p_run_id": run_id, "p_name": name, "p_now": now, "p_owner": owner,
+            "p_lease_until": lease_until, "p_result": None if result is None else dumps(result),
+        }  # fmt: skip
+        with self._single() as conn:
+            row = conn.execute(SUCCEED_AND_CLAIM, values).mappings().one()
+        if not row["recorded"]:
+            return False, ClaimRefused.ANSWERED
+        if row["lease_owner"] != owner:
+            return True, ClaimRefused.BUSY  # the request is made, for whoever holds the run
+        return True, PassClaim(run_from_row(row), row["requested"], history_loaded=False)
 
     def _lock_schema(self, conn: sa.Connection) -> None:
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK_KEY})

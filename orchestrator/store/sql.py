@@ -37,11 +37,12 @@ _UNFINISHED_REMOTE = [StepStatus.SCHEDULED.value, StepStatus.RUNNING.value]
 
 P = ParamSpec("P")
 T = TypeVar("T")
+S = TypeVar("S", bound="SqlStore")
 
 
 def reconnecting(
     budget: Callable[[SqlStore], float],
-) -> Callable[[Callable[Concatenate[SqlStore, P], T]], Callable[Concatenate[SqlStore, P], T]]:
+) -> Callable[[Callable[Concatenate[S, P], T]], Callable[Concatenate[S, P], T]]:
     """For the compare-and-sets that are safe to repeat (create, claim, commit of a pass,
     renew, finish): a dropped connection (a database restart, a failover) is tried again on
     a fresh one, with backoff, for `budget(store)` seconds, instead of failing the step or
@@ -49,10 +50,10 @@ def reconnecting(
     finds the run, claiming by the same owner takes it again, finishing is first-write-wins."""
 
     def decorate(
-        method: Callable[Concatenate[SqlStore, P], T],
-    ) -> Callable[Concatenate[SqlStore, P], T]:
+        method: Callable[Concatenate[S, P], T],
+    ) -> Callable[Concatenate[S, P], T]:
         @functools.wraps(method)
-        def wrapper(store: SqlStore, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        def wrapper(store: S, /, *args: P.args, **kwargs: P.kwargs) -> T:
             return retrying(
                 lambda: method(store, *args, **kwargs),
                 retry_on=StoreUnavailableError,
@@ -65,7 +66,7 @@ def reconnecting(
     return decorate
 
 
-def _writes(store: SqlStore) -> float:
+def writes_budget(store: SqlStore) -> float:
     return store.reconnect_for
 
 
@@ -144,7 +145,7 @@ class SqlStore(SqlControl, SqlRecovery, RunStore):
 
     # -- runs ------------------------------------------------------------------------------
 
-    @reconnecting(_writes)
+    @reconnecting(writes_budget)
     def create_run(self, run: Run) -> None:
         try:
             with self._write() as conn:
@@ -212,7 +213,7 @@ class SqlStore(SqlControl, SqlRecovery, RunStore):
     def _lease_free(now: datetime) -> sa.ColumnElement[bool]:
         return q.lease_free(sa.literal(now, UTCDateTime))
 
-    @reconnecting(_writes)
+    @reconnecting(writes_budget)
     def claim_run(
         self, run_id: str, owner: str, now: datetime, lease_until: datetime, *, timer: bool = True
     ) -> PassClaim | ClaimRefused:
@@ -234,7 +235,7 @@ class SqlStore(SqlControl, SqlRecovery, RunStore):
             return ClaimRefused.FINISHED
         return ClaimRefused.ANSWERED if row[1] == row[2] and row[3] else ClaimRefused.BUSY
 
-    @reconnecting(_writes)
+    @reconnecting(writes_budget)
     def commit_pass(
         self,
         run_id: str,
@@ -364,7 +365,7 @@ class SqlStore(SqlControl, SqlRecovery, RunStore):
 
     # -- steps -----------------------------------------------------------------------------
 
-    @reconnecting(_writes)
+    @reconnecting(writes_budget)
     def claim_step(
         self, run_id: str, name: str, owner: str, now: datetime, lease_until: datetime
     ) -> StepRun | None:
@@ -405,7 +406,7 @@ class SqlStore(SqlControl, SqlRecovery, RunStore):
             ).rowcount
         )
 
-    @reconnecting(_writes)
+    @reconnecting(writes_budget)
     def release_owner(self, owner: str, now: datetime) -> tuple[list[StepNeeded], list[PassNeeded]]:
         held = (steps.c.status == StepStatus.RUNNING.value, steps.c.lease_owner == owner)
         with self._write() as conn:
@@ -470,7 +471,7 @@ class SqlStore(SqlControl, SqlRecovery, RunStore):
             "p_error": error.model_dump_json() if error else None,
         }
 
-    @reconnecting(_writes)
+    @reconnecting(writes_budget)
     def finish_step(
         self,
         run_id: str,
@@ -488,7 +489,7 @@ class SqlStore(SqlControl, SqlRecovery, RunStore):
                 self._request_pass(conn, run_id, now)
             return bool(recorded)
 
-    @reconnecting(_writes)
+    @reconnecting(writes_budget)
     def finish_step_and_claim(
         self,
         run_id: str,
