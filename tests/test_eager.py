@@ -124,3 +124,35 @@ def test_a_failing_delivery_sends_what_it_had_not_claimed(engineflows: Any) -> N
     with pytest.raises(ConnectionError):
         eager.run(work, deliver)
     assert sent == []  # it was being delivered: its request is in the store, the sweeper's
+
+
+@pytest.mark.integration
+def test_a_step_whose_queue_this_worker_does_not_serve_goes_through_the_broker(
+    chaos_root: Any, tmp_path: Any
+) -> None:
+    """-Q keeps its meaning under eager execution: passes run on the worker that serves the
+    orchestrator queue, the steps on the one that serves theirs."""
+    from harness import Cluster, worker_env
+
+    from orchestrator.config import Settings
+    from orchestrator.manifest import installed
+    from workers.routing import manifest_queues
+
+    env = worker_env(
+        PYTHONPATH=str(chaos_root), WORKFLOW_PACKAGE="chaosflows", WORKFLOW_EAGER="on",
+        WORKFLOW_HOME=str(tmp_path / "home"), CHAOS_LEDGER=str(tmp_path / "ledger.txt"),
+    )  # fmt: skip
+    step_queue = "wf.chain.work-{i}"
+    others = [q for q in manifest_queues(installed(), Settings.from_env(env)) if q != step_queue]
+    cluster = Cluster(tmp_path, env)
+    try:
+        passes = cluster.worker(concurrency=1, queues=",".join(others))
+        steps = cluster.worker(concurrency=1, queues=step_queue)
+        run = cluster.client.wait_for_run(cluster.client.start("chain", {"steps": 3}), timeout=60)
+    finally:
+        cluster.close()
+    assert run.status is RunStatus.COMPLETED
+    ran_steps = {line.split()[4] for line in (tmp_path / "ledger.txt").read_text().splitlines()}
+    assert len(ran_steps) == 1  # one process ran all three steps: the step worker's child
+    assert "Task wf.chain.work-{i}[" not in passes.log.read_text()
+    assert "Task wf.chain.orchestrator[" not in steps.log.read_text()
