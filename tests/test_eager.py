@@ -135,7 +135,7 @@ def test_a_step_whose_queue_this_worker_does_not_serve_goes_through_the_broker(
     from harness import Cluster, worker_env
 
     from orchestrator.config import Settings
-    from orchestrator.manifest import installed
+    from orchestrator.manifest import Manifest
     from workers.routing import manifest_queues
 
     env = worker_env(
@@ -143,7 +143,8 @@ def test_a_step_whose_queue_this_worker_does_not_serve_goes_through_the_broker(
         WORKFLOW_HOME=str(tmp_path / "home"), CHAOS_LEDGER=str(tmp_path / "ledger.txt"),
     )  # fmt: skip
     step_queue = "wf.chain.work-{i}"
-    others = [q for q in manifest_queues(installed(), Settings.from_env(env)) if q != step_queue]
+    manifest = Manifest.load(chaos_root / "chaosflows" / "_manifest.json")
+    others = [q for q in manifest_queues(manifest, Settings.from_env(env)) if q != step_queue]
     cluster = Cluster(tmp_path, env)
     try:
         passes = cluster.worker(concurrency=1, queues=",".join(others))
